@@ -1,0 +1,164 @@
+# -*- coding: utf-8 -*-
+# Copyright: persistent_volumes.docker contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one backend protocol: loop, cinder and vsphere implement it.
+
+Used by the ``volume`` module (through :mod:`engine`) and by the volume-plugin
+daemon. A backend deals with the *storage* only: it creates/finds a volume,
+attaches it to this host and says which block device it became. Everything
+from the block device on (filesystem, mount, fstab, Docker volume) is the
+host-side chain in :mod:`host`, written once for all backends.
+
+Lifecycle the engine drives, per volume::
+
+    lookup -> (create | grow) -> attach -> locate -> [host chain]
+    [host chain teardown] -> detach -> delete
+
+Rules every backend keeps:
+
+* ``lookup`` only reads. Check mode calls nothing else.
+* Every mutating call is idempotent (calling it again when done is a no-op).
+* Volumes a backend creates carry ownership marks (metadata, labels, a managed
+  directory); a volume that is not ours is never modified or deleted unless the
+  user adopted it explicitly (``adopt_id``).
+* Errors are :class:`common.PVError` with a message meant for the user.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from .common import PVError
+
+
+class BackendVolume(object):
+    """What a backend knows about one volume.
+
+    ``attached_here``: attached to *this* Docker host.
+    ``attached_to``: the id of the host/server/VM it is attached to, if any.
+    ``locators``: stable device paths to look for on this host
+    (e.g. ``/dev/disk/by-id/virtio-<id20>``), filled in by ``attach``/``lookup``.
+    ``device``: the block device when the backend knows it directly (loop).
+    """
+
+    __slots__ = ('name', 'id', 'size', 'attached_here', 'attached_to', 'locators',
+                 'device', 'owned', 'extra')
+
+    def __init__(self, name, id, size, attached_here=False, attached_to=None,
+                 locators=None, device=None, owned=True, extra=None):
+        self.name = name
+        self.id = id
+        self.size = size
+        self.attached_here = attached_here
+        self.attached_to = attached_to
+        self.locators = list(locators or [])
+        self.device = device
+        self.owned = owned
+        self.extra = dict(extra or {})
+
+    def as_dict(self):
+        return dict((k, getattr(self, k)) for k in self.__slots__)
+
+    def __repr__(self):
+        return 'BackendVolume(%r)' % (self.as_dict(),)
+
+
+class VolumeRequest(object):
+    """What the user asked for, already validated (sizes in bytes)."""
+
+    __slots__ = ('name', 'size', 'options', 'adopt_id')
+
+    def __init__(self, name, size, options=None, adopt_id=None):
+        self.name = name
+        self.size = size
+        self.options = dict(options or {})   # backend specific: volume_type, datastore, ...
+        self.adopt_id = adopt_id
+
+
+class Backend(object):
+    """Base class. Subclasses set ``name`` and ``scope`` and implement the calls.
+
+    ``params`` is the backend's connection/config dict (auth for clouds,
+    image directory for loop); ``check_mode`` backends must not change anything.
+    """
+
+    name = None
+    scope = 'local'          # 'global' for cloud backends: a volume can move between hosts
+    #: backend options a user may pass per volume (validated by the backend)
+    volume_options = ()
+
+    def __init__(self, params=None):
+        self.params = dict(params or {})
+
+    # -- reads ---------------------------------------------------------
+    def lookup(self, requests):
+        """Return ``{name: BackendVolume}`` for the requests that exist.
+
+        One batched read for the whole list where the API allows it.
+        """
+        raise NotImplementedError
+
+    def list_volumes(self):
+        """Every volume this collection owns on the backend, as BackendVolumes."""
+        raise NotImplementedError
+
+    # -- writes (each idempotent) ---------------------------------------
+    def create(self, request):
+        raise NotImplementedError
+
+    def grow(self, volume, new_size):
+        """Grow to ``new_size`` bytes. Shrinking is refused by the engine before this."""
+        raise NotImplementedError
+
+    def attach(self, volume):
+        """Attach to this host; return the updated BackendVolume with locators."""
+        raise NotImplementedError
+
+    def locate(self, volume, timeout=60):
+        """Return the block device path of an attached volume, size verified."""
+        raise NotImplementedError
+
+    def refresh_device(self, volume, device):
+        """After a grow: make the guest see the new size (loop capacity refresh,
+        SCSI rescan). Default: nothing."""
+        return None
+
+    def detach(self, volume):
+        raise NotImplementedError
+
+    def delete(self, volume):
+        raise NotImplementedError
+
+    # -- host-side hints -------------------------------------------------
+    def fstab_source(self, volume, device, fs_uuid):
+        """The fstab ``spec`` field that brings the volume back after a reboot."""
+        return 'UUID=%s' % fs_uuid
+
+    def fstab_options(self, volume):
+        """Extra mount options the backend needs in fstab (``loop`` for loop)."""
+        return []
+
+    def close(self):
+        return None
+
+
+_REGISTRY = {}
+
+
+def register(cls):
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def get_backend(name, params=None):
+    """Instantiate a backend by name; imports it lazily (cloud SDKs are optional)."""
+    if name not in _REGISTRY:
+        if name == 'loop':
+            from . import backend_loop  # noqa: F401 pylint: disable=unused-import
+        elif name == 'cinder':
+            from . import backend_cinder  # noqa: F401 pylint: disable=unused-import
+        elif name == 'vsphere':
+            from . import backend_vsphere  # noqa: F401 pylint: disable=unused-import
+    if name not in _REGISTRY:
+        raise PVError('unknown backend %r (known: loop, cinder, vsphere)' % (name,))
+    return _REGISTRY[name](params)
