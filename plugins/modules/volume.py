@@ -1,0 +1,308 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: persistent_volumes.docker contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: volume
+short_description: Persistent block storage bound to a Docker volume, end to end
+version_added: 0.1.0
+description:
+  - Provisions a volume on a storage backend (a loop-file image on this host, an OpenStack Cinder volume
+    or a vSphere virtual disk), attaches it to the Docker host, finds its block device by a stable id,
+    formats it (only when it carries no signature at all, unless O(volumes[].force_format)), mounts it by
+    filesystem UUID with an fstab entry, and creates a Docker C(local) volume bound to the mountpoint.
+  - Data written by a container survives the container, the Docker volume's removal and a reboot.
+  - Handles one volume (O(name) and the other top-level options) or a whole list (O(volumes)) in ONE call;
+    top-level options are defaults for every list entry. Reads the mount table, fstab, the backend and
+    Docker once per call; formats and mounts several volumes in parallel.
+  - Growing is done by re-running with a bigger O(size) (storage, device capacity and the filesystem are
+    grown online); shrinking is refused.
+  - Idempotent; supports check mode (the plan is returned in RV(volumes[].actions)) and diff mode.
+author:
+  - persistent_volumes.docker contributors
+attributes:
+  check_mode:
+    support: full
+    description: Nothing is changed; RV(volumes[].actions) lists what a real run would do.
+  diff_mode:
+    support: full
+    description: Shows storage, mount, fstab line and Docker volume before and after, per volume.
+options:
+  name:
+    description: Volume name; also the Docker volume name. Letters, digits, C(_), C(.), C(-); at most 64 characters.
+    type: str
+  volumes:
+    description:
+      - A list of volumes, each a dict with the same keys as the top-level options (V(name) required).
+      - Top-level options other than O(name) serve as defaults for every entry.
+    type: list
+    elements: dict
+  state:
+    description:
+      - V(present) provisions, attaches, formats, mounts and binds the Docker volume.
+      - V(detached) removes the Docker volume, unmounts, removes the fstab entry and detaches the storage, but KEEPS
+        the storage and its data (move a cloud volume to another host this way).
+      - V(absent) does the same and then deletes the storage and its data.
+      - V(detached) and V(absent) are refused while any container (running or stopped) uses the volume, unless O(force).
+    type: str
+    choices: [present, detached, absent]
+    default: present
+  backend:
+    description: Storage backend.
+    type: str
+    choices: [loop, cinder, vsphere]
+    default: loop
+  size:
+    description:
+      - Size with a unit, such as V(2GiB), V(512MiB), V(10G) (binary) or V(1GB) (decimal); or bytes. Required with O(state=present).
+      - A bigger size than the current one grows the volume and its filesystem online; a smaller one is refused.
+    type: str
+  fstype:
+    description: Filesystem to create. V(xfs) needs at least 300MiB.
+    type: str
+    choices: [ext4, xfs]
+    default: ext4
+  mount_path:
+    description:
+      - Absolute mountpoint. Defaults to C(<root>/mounts/<name>). Must not be C(/), nor under C(/proc), C(/sys), C(/dev), C(/run), C(/boot).
+    type: path
+  owner:
+    description: Owner (name or uid) of the volume's root directory.
+    type: str
+  group:
+    description: Group (name or gid) of the volume's root directory.
+    type: str
+  mode:
+    description: Mode of the volume's root directory, as an octal string such as V('0750').
+    type: str
+  mount_options:
+    description: Mount options written to fstab. V(nofail) keeps a missing volume from blocking the boot.
+    type: list
+    elements: str
+    default: [defaults, nofail]
+  mkfs_options:
+    description: Extra arguments for C(mkfs.ext4)/C(mkfs.xfs).
+    type: list
+    elements: str
+  labels:
+    description: Docker volume labels (the collection adds its own C(io.persistent-volumes.*) labels).
+    type: dict
+  docker_volume:
+    description: Create the Docker volume. V(false) stops the chain at the mount.
+    type: bool
+    default: true
+  force_format:
+    description:
+      - Format a device that already carries a signature (another filesystem, a partition table, swap, LUKS).
+        DESTROYS what is on it. Without it such a device is never formatted.
+    type: bool
+    default: false
+  force:
+    description:
+      - With O(state=detached) or O(state=absent), stop and remove the containers that use the volume first.
+    type: bool
+    default: false
+  backend_options:
+    description:
+      - Per-volume backend options, such as C(volume_type) and C(availability_zone) for V(cinder), or
+        C(datastore), C(provisioning), C(controller_type) for V(vsphere). See the C(cinder_volume) and C(vsphere_disk) modules.
+    type: dict
+  adopt_id:
+    description: Adopt an existing backend volume that this collection did not create (Cinder volume id, VMDK path).
+    type: str
+  timeout:
+    description: Seconds to wait for the backend and for the device to appear.
+    type: int
+    default: 300
+  root:
+    description: Managed directory for the state record, loop images and default mountpoints.
+    type: path
+    default: /var/lib/persistent-volumes
+  cinder:
+    description:
+      - Connection and placement settings for O(backend=cinder), passed to the cinder backend
+        (keys as in the M(persistent_volumes.docker.cinder_volume) and M(persistent_volumes.docker.cinder_attachment)
+        modules, for example C(cloud), C(auth), C(region_name), C(server)).
+    type: dict
+  vsphere:
+    description:
+      - Connection and VM settings for O(backend=vsphere), passed to the vsphere backend
+        (keys as in M(persistent_volumes.docker.vsphere_disk), for example C(hostname), C(username), C(password), C(vm_name)).
+    type: dict
+notes:
+  - The loop backend keeps sparse images in C(<root>/images) and writes fstab entries with the image path and the
+    C(loop) option, so the volume comes back on boot; other backends mount by C(UUID=).
+  - Which volumes are ours is recorded in C(<root>/state.json) (written atomically, under a lock) and in Docker labels.
+requirements:
+  - docker (Docker SDK for Python)
+  - e2fsprogs, xfsprogs, util-linux on the Docker host
+seealso:
+  - module: persistent_volumes.docker.volume_info
+'''
+
+EXAMPLES = r'''
+- name: One loop-backed volume for a database
+  persistent_volumes.docker.volume:
+    name: pgdata
+    size: 2GiB
+    owner: "999"
+    mode: "0700"
+
+- name: Several volumes in one call (defaults at the top)
+  persistent_volumes.docker.volume:
+    fstype: xfs
+    size: 1GiB
+    volumes:
+      - name: app-uploads
+      - name: app-cache
+        size: 512MiB
+        fstype: ext4
+        labels:
+          app: web
+
+- name: Grow a volume online
+  persistent_volumes.docker.volume:
+    name: pgdata
+    size: 4GiB
+
+- name: Remove a volume and its data (refused while a container uses it)
+  persistent_volumes.docker.volume:
+    name: app-cache
+    state: absent
+'''
+
+RETURN = r'''
+volumes:
+  description: One record per requested volume.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Volume (and Docker volume) name.
+      type: str
+      sample: pgdata
+    backend:
+      description: Backend name.
+      type: str
+      sample: loop
+    backend_id:
+      description: The backend's id of the storage (image path, Cinder volume id, VMDK path).
+      type: str
+      sample: /var/lib/persistent-volumes/images/pgdata.img
+    device:
+      description: Block device on the Docker host.
+      type: str
+      sample: /dev/loop3
+    fstype:
+      description: Filesystem type.
+      type: str
+      sample: ext4
+    fs_uuid:
+      description: Filesystem UUID.
+      type: str
+      sample: 6f1d9c1e-3a51-4a47-9d2b-0c5f4b7c2e11
+    size:
+      description: Size in bytes.
+      type: int
+      sample: 2147483648
+    size_human:
+      description: Size with a unit.
+      type: str
+      sample: 2GiB
+    mountpoint:
+      description: Where the filesystem is mounted (null unless O(state=present)).
+      type: str
+      sample: /var/lib/persistent-volumes/mounts/pgdata
+    docker_volume:
+      description: The Docker volume bound to the mountpoint.
+      type: str
+      sample: pgdata
+    actions:
+      description: What was done (or would be done in check mode), in order.
+      type: list
+      elements: str
+      sample: [create, attach, mkfs, mount, fstab, docker_volume]
+    changed:
+      description: Whether this volume changed.
+      type: bool
+'''
+
+from ..module_utils.ansible_base import PVModule
+from ..module_utils.common import MANAGED_ROOT
+from ..module_utils.docker_api import DOCKER_IMPORT_ERROR, HAS_DOCKER
+from ..module_utils.engine import Engine
+
+VOLUME_KEYS = ('state', 'backend', 'size', 'fstype', 'mount_path', 'owner', 'group', 'mode',
+               'mount_options', 'mkfs_options', 'labels', 'docker_volume', 'force_format', 'force',
+               'backend_options', 'adopt_id', 'timeout')
+
+
+class VolumeModule(PVModule):
+    argument_spec = dict(
+        name=dict(type='str'),
+        volumes=dict(type='list', elements='dict'),
+        state=dict(type='str', default='present', choices=['present', 'detached', 'absent']),
+        backend=dict(type='str', default='loop', choices=['loop', 'cinder', 'vsphere']),
+        size=dict(type='str'),
+        fstype=dict(type='str', default='ext4', choices=['ext4', 'xfs']),
+        mount_path=dict(type='path'),
+        owner=dict(type='str'),
+        group=dict(type='str'),
+        mode=dict(type='str'),
+        mount_options=dict(type='list', elements='str', default=['defaults', 'nofail']),
+        mkfs_options=dict(type='list', elements='str'),
+        labels=dict(type='dict'),
+        docker_volume=dict(type='bool', default=True),
+        force_format=dict(type='bool', default=False),
+        force=dict(type='bool', default=False),
+        backend_options=dict(type='dict'),
+        adopt_id=dict(type='str'),
+        timeout=dict(type='int', default=300),
+        root=dict(type='path', default=MANAGED_ROOT),
+        cinder=dict(type='dict'),
+        vsphere=dict(type='dict'),
+    )
+    module_kwargs = dict(required_one_of=[('name', 'volumes')],
+                         mutually_exclusive=[('name', 'volumes')])
+    requirements = (('docker', HAS_DOCKER, DOCKER_IMPORT_ERROR),)
+
+    def specs(self):
+        defaults = dict((k, self.params[k]) for k in VOLUME_KEYS)
+        if self.params['name'] is not None:
+            return [dict(defaults, name=self.params['name'])]
+        specs = []
+        for index, entry in enumerate(self.params['volumes']):
+            unknown = set(entry) - set(VOLUME_KEYS) - {'name'}
+            if unknown:
+                self.ansible.fail_json(msg='volumes[%d]: unknown key(s) %s' % (index, ', '.join(sorted(unknown))))
+            specs.append(dict(defaults, **entry))
+        return specs
+
+    def run(self):
+        engine = Engine(root=self.params['root'], check_mode=self.check_mode,
+                        backend_params={'cinder': self.params['cinder'], 'vsphere': self.params['vsphere']})
+        try:
+            records, diff = engine.apply(self.specs())
+        finally:
+            engine.close()
+        for warning in engine.warnings:
+            self.warn(warning)
+        result = dict(changed=any(r['changed'] for r in records), volumes=records)
+        if self.ansible._diff:
+            result['diff'] = diff
+        return result
+
+
+def main():
+    VolumeModule()()
+
+
+if __name__ == '__main__':
+    main()
