@@ -114,6 +114,7 @@ class Plan(object):
         self.before = {}
         self.after = {}
         self.warnings = []
+        self.users = []
 
     def add(self, action):
         if action not in self.actions:
@@ -262,6 +263,8 @@ class Engine(object):
                 plan.add('mount')
             elif 'grow' in plan.actions or (plan.fs and plan.fs[2] < vol.size):
                 plan.add('growfs')
+                if docker is not None:
+                    plan.users = docker.users_of(spec.name, spec.mount_path)
         elif mounted is not None:
             raise PVError('volume %s: %s already has another filesystem mounted (%s)'
                           % (spec.name, spec.mount_path, mounted.source))
@@ -529,14 +532,25 @@ class Engine(object):
             plan.fs_uuid = plan.fs[1] if plan.fs else None
         if snapshot.mounted_at(spec.mount_path) is None:
             host.ensure_dir(spec.mount_path)
-            opts = [o for o in spec.mount_options if o not in ('nofail', 'noauto', 'auto', '_netdev')]
-            host.mount(device, spec.mount_path, spec.fstype, ','.join(opts) or 'defaults')
+            host.mount(device, spec.mount_path, spec.fstype, _live_options(spec))
             plan.add('mount')
         if 'growfs' in plan.actions or (plan.fs and plan.fs[2] < plan.vol.size and 'mkfs' not in plan.actions):
-            host.grow_filesystem(spec.fstype, device, spec.mount_path)
-            plan.add('growfs')
+            self._grow_fs(plan, device)
         if host.apply_ownership(spec.mount_path, spec.owner, spec.group, spec.mode):
             plan.add('ownership')
+
+    def _grow_fs(self, plan, device):
+        spec = plan.spec
+        plan.add('growfs')
+        try:
+            host.grow_filesystem(spec.fstype, device, spec.mount_path)
+        except host.OnlineResizeDenied as exc:
+            if plan.users:
+                raise PVError('%s; the filesystem cannot be grown offline either while containers use it (%s): '
+                              'stop them and re-run' % (exc, ', '.join(u[0] for u in plan.users)))
+            plan.warnings.append('%s: online resize not permitted here (%s); grown offline (unmount, e2fsck, '
+                                 'resize2fs, mount)' % (spec.name, exc))
+            host.grow_filesystem_offline(device, spec.mount_path, spec.fstype, _live_options(spec))
 
     def _run_remove(self, plan, snapshot):
         spec = plan.spec
@@ -555,6 +569,12 @@ class Engine(object):
                 os.rmdir(spec.mount_path)
             except OSError:
                 pass
+
+
+def _live_options(spec):
+    """fstab-only options dropped for a mount(8) call."""
+    opts = [o for o in spec.mount_options if o not in ('nofail', 'noauto', 'auto', '_netdev')]
+    return ','.join(opts) or 'defaults'
 
 
 class _Placeholder(object):

@@ -250,11 +250,34 @@ def wipe(device):
     run(['wipefs', '--all', '--quiet', device])
 
 
+class OnlineResizeDenied(PVError):
+    """The kernel refused an online ext4 resize (no CAP_SYS_RESOURCE)."""
+
+
 def grow_filesystem(fstype, device, mountpoint):
+    """Grow a mounted filesystem to fill its device, online."""
     if fstype == 'xfs':
         run(['xfs_growfs', mountpoint])
-    else:
+        return
+    rc, out, err = run(['resize2fs', device], check=False)
+    if rc != 0:
+        text = (err or out).strip()
+        if 'Permission denied' in text or 'Operation not permitted' in text:
+            raise OnlineResizeDenied('online resize of %s was refused by the kernel: %s' % (device, text))
+        raise PVError('resize2fs %s failed (rc=%s): %s' % (device, rc, text))
+
+
+def grow_filesystem_offline(device, mountpoint, fstype, options):
+    """ext4 fallback where online resize is not permitted (a container
+    without CAP_SYS_RESOURCE): unmount, check, resize, mount again."""
+    umount(mountpoint)
+    try:
+        rc, out, err = run(['e2fsck', '-f', '-p', device], check=False)
+        if rc not in (0, 1):
+            raise PVError('e2fsck -f -p %s failed (rc=%s): %s' % (device, rc, (err or out).strip()))
         run(['resize2fs', device])
+    finally:
+        mount(device, mountpoint, fstype, options)
 
 
 def mount(device, target, fstype, options):
