@@ -195,7 +195,8 @@ class Engine(object):
             snapshot = host.HostSnapshot(self.fstab_path)
             plans = [Plan(spec) for spec in specs]
             self._lookup(plans)
-            need_docker = any(p.spec.docker_volume or p.spec.state != 'present' for p in plans)
+            need_docker = any(p.spec.docker_volume or (p.spec.state != 'present' and p.spec.check_users)
+                              for p in plans)
             docker = self.docker if need_docker else None
             for plan in plans:
                 if plan.spec.state == 'present':
@@ -371,7 +372,7 @@ class Engine(object):
         mount_path = rec.get('mountpoint') or spec.mount_path
         spec.mount_path = mount_path
         plan.before = self._describe(plan, snapshot, docker, rec)
-        users = docker.users_of(spec.name, mount_path) if spec.check_users else []
+        users = docker.users_of(spec.name, mount_path) if (spec.check_users and docker is not None) else []
         if users:
             if not spec.force:
                 raise PVError('volume %s is in use by container(s) %s; refusing state=%s '
@@ -379,7 +380,7 @@ class Engine(object):
                               % (spec.name, ', '.join('%s (%s)' % u for u in users), spec.state))
             plan.add('remove_containers')
             plan.users = [u[0] for u in users]
-        existing = docker.volumes().get(spec.name)
+        existing = docker.volumes().get(spec.name) if docker is not None else None
         if existing is not None and spec.docker_volume:
             labels = existing.get('Labels') or {}
             if labels.get(MANAGED_LABEL) == 'true':
