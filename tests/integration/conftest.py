@@ -98,7 +98,8 @@ def docker_client():
     started = False
     if client is None:
         proc = subprocess.run(['bash', DOCKERD_SH, 'start'], stdin=subprocess.DEVNULL,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+                              check=False)
         if proc.returncode != 0:
             pytest.fail('tests/harness/dockerd.sh start failed (rc=%s):\n%s' % (proc.returncode, proc.stdout))
         started = True
@@ -108,13 +109,13 @@ def docker_client():
     yield client
     client.close()
     if started:
-        subprocess.run(['bash', DOCKERD_SH, 'stop'], stdin=subprocess.DEVNULL)
+        subprocess.run(['bash', DOCKERD_SH, 'stop'], stdin=subprocess.DEVNULL, check=False)
 
 
 @pytest.fixture(scope='session')
 def busybox_image(docker_client):
     proc = subprocess.run(['bash', IMAGE_SH], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, universal_newlines=True)
+                          stderr=subprocess.PIPE, universal_newlines=True, check=False)
     if proc.returncode != 0:
         pytest.fail('tests/harness/image.sh failed (rc=%s):\n%s%s' % (proc.returncode, proc.stdout, proc.stderr))
     tag = proc.stdout.strip().splitlines()[-1].strip()

@@ -213,8 +213,8 @@ class PlayResult(object):
     def summary(self):
         lines = ['$ %s' % ' '.join(self.cmd), 'rc=%s' % self.rc]
         for t in self.tasks:
-            lines.append('  [%s] %s%s' % (','.join(sorted(set(t.get('status', {}).values()))) or 'no host',
-                                        t['name'], ' (changed)' if t['changed'] else ''))
+            states = ','.join(sorted(set(t.get('status', {}).values()))) or 'no host'
+            lines.append('  [%s] %s%s' % (states, t['name'], ' (changed)' if t['changed'] else ''))
             if t['failed']:
                 lines.append('    msg: %s' % t['result'].get('msg'))
         lines.append('--- stdout (tail) ---')
@@ -359,7 +359,7 @@ class AnsibleRunner(object):
         try:
             proc = subprocess.run(cmd, cwd=rundir, env=run_env, stdin=subprocess.DEVNULL,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  universal_newlines=True, timeout=timeout)
+                                  universal_newlines=True, timeout=timeout, check=False)
             rc, out, err = proc.returncode, proc.stdout, proc.stderr
         except subprocess.TimeoutExpired as exc:
             rc = -9
@@ -396,7 +396,7 @@ def sh(cmd, check=True, **kwargs):
     """Run a command (list or shell string); return CompletedProcess with text output."""
     shell = isinstance(cmd, str)
     proc = subprocess.run(cmd, shell=shell, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, universal_newlines=True, **kwargs)
+                          stderr=subprocess.PIPE, universal_newlines=True, check=False, **kwargs)
     if check and proc.returncode != 0:
         raise RuntimeError('%s failed (rc=%s): %s%s' % (cmd, proc.returncode, proc.stdout, proc.stderr))
     return proc
@@ -441,7 +441,7 @@ def loop_devices():
 
 def umount(path):
     path = os.path.realpath(path)
-    for _ in range(5):
+    for dummy in range(5):
         if path not in mountpoints():
             return
         if sh(['umount', path], check=False).returncode != 0:
@@ -454,7 +454,7 @@ def umount(path):
 def detach_loop(device):
     if device in loop_devices():
         sh(['losetup', '-d', device], check=False)
-        for _ in range(20):
+        for dummy in range(20):
             if device not in loop_devices():
                 return
             time.sleep(0.1)
