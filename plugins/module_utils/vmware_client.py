@@ -174,7 +174,7 @@ class VSphere(object):
             self.si = SmartConnect(host=c['hostname'], user=c['username'], pwd=c['password'],
                                    port=c['port'], disableSslCertValidation=not c['validate_certs'])
         except vim.fault.InvalidLogin:
-            raise PVError('login to vSphere at %s failed: wrong user name or password' % where)
+            raise PVError('login to vSphere at %s failed: the server rejected the user name or password (InvalidLogin)' % where)
         except ssl.SSLError as exc:
             hint = ''
             if 'CERTIFICATE_VERIFY_FAILED' in str(exc):

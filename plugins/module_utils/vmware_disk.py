@@ -399,7 +399,7 @@ def _view(disk, exists, enable_uuid):
     return view
 
 
-def ensure_disk(client, vm, want, check_mode=False):
+def ensure_disk(client, vm, want, check_mode=False, disks=None):
     """Bring one disk of ``vm`` to ``want``; return the module result (without ``changed`` warnings
     handling beyond the ``warnings`` list).
 
@@ -408,7 +408,7 @@ def ensure_disk(client, vm, want, check_mode=False):
     disk_mode (or None = keep), controller_type, controller_bus, unit_number, destroy,
     enable_uuid.
     """
-    disks = VmDisks(client, vm)
+    disks = VmDisks(client, vm) if disks is None else disks.refresh()
     dc = client.datacenter_of(vm)
     filename = want['filename']
     ds_name, _rel = check_vmdk_path(filename)
