@@ -37,6 +37,7 @@ PACKAGES=(
     e2fsprogs xfsprogs util-linux mount fdisk
     busybox-static
     docker.io iptables
+    shellcheck
 )
 
 missing=()

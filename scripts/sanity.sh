@@ -45,11 +45,11 @@ PYEOF
     cache=$HOME/.ansible/test/cache
     wheel_dir=$cache/pip-wheels
     mkdir -p "$wheel_dir"
-    wheel=$(ls "$wheel_dir"/pip-"$pipver"-*.whl 2>/dev/null | head -n1)
+    wheel=$(find "$wheel_dir" -maxdepth 1 -name "pip-$pipver-*.whl" | head -n1)
     if [[ -z $wheel ]]; then
         "$PY" -m pip download -q --no-deps --only-binary=:all: -d "$wheel_dir" "pip==$pipver" 2>&1 |
             grep -v '^WARNING: Location' >&2
-        wheel=$(ls "$wheel_dir"/pip-"$pipver"-*.whl 2>/dev/null | head -n1)
+        wheel=$(find "$wheel_dir" -maxdepth 1 -name "pip-$pipver-*.whl" | head -n1)
     fi
     if [[ -z $wheel ]]; then
         log "could not fetch the pip $pipver wheel"

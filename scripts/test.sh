@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2317  # functions below are called through phase()
 # Copyright: persistent_volumes.docker contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 #
@@ -20,7 +21,7 @@
 set -uo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$REPO"
+cd "$REPO" || exit 1
 RESULTS=$REPO/.state/test-results
 declare -A PHASE_RC PHASE_TIME
 PHASES=()
@@ -40,20 +41,23 @@ phase() { # phase NAME CMD... : run, record rc and time
 
 run_pytest() {
     mkdir -p "$RESULTS"
-    local unit_tests
+    local unit_tests dirs=()
     unit_tests=$(find tests/unit -name 'test_*.py' 2>/dev/null | wc -l)
     ((unit_tests > 0)) || echo "test.sh: WARNING: no unit test files under tests/unit"
+    for d in tests/unit tests/integration; do
+        [[ -d $d ]] && dirs+=("$d")
+    done
     local args=()
     if [[ -n ${PV_PYTEST_ARGS:-} ]]; then
         eval "args=(${PV_PYTEST_ARGS})"
     fi
     local rc=0
     "$REPO/.venv/bin/python" -m pytest -p no:cacheprovider -v -ra --durations=20 \
-        --junitxml="$RESULTS/junit.xml" tests/unit tests/integration "${args[@]}" || rc=$?
+        --junitxml="$RESULTS/junit.xml" "${dirs[@]}" "${args[@]}" || rc=$?
     if ((rc == 5)); then
         echo "test.sh: pytest collected no tests (exit 5): the suite must not be empty" >&2
     fi
-    return $rc
+    return "$rc"
 }
 
 STARTED_SERVICES=()
@@ -73,7 +77,7 @@ stop_services() {
     local i
     for ((i = ${#STARTED_SERVICES[@]} - 1; i >= 0; i--)); do
         local dir=$REPO/tests/harness/${STARTED_SERVICES[$i]}
-        [[ -f $dir/stop.sh ]] && bash "$dir/stop.sh" || true
+        if [[ -f $dir/stop.sh ]]; then bash "$dir/stop.sh" || true; fi
     done
     STARTED_SERVICES=()
 }

@@ -120,11 +120,11 @@ stop() {
         kill -KILL "$pid" 2>/dev/null || true
     fi
     for k in $kids; do
-        [[ -d /proc/$k ]] && kill -TERM "$k" 2>/dev/null || true
+        if [[ -d /proc/$k ]]; then kill -TERM "$k" 2>/dev/null || true; fi
     done
     sleep 0.5
     for k in $kids; do
-        [[ -d /proc/$k ]] && kill -KILL "$k" 2>/dev/null || true
+        if [[ -d /proc/$k ]]; then kill -KILL "$k" 2>/dev/null || true; fi
     done
     rm -f "$PIDFILE" "$PIDFILE.launch"
     return 0
