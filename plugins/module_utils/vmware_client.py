@@ -170,16 +170,20 @@ class VSphere(object):
             return self
         c = self.conn
         where = '%s:%s' % (c['hostname'], c['port'])
+        kwargs = {'disableSslCertValidation': True}
+        if c['validate_certs']:
+            # explicit: pyvmomi skips verification for localhost when given no context
+            kwargs = {'sslContext': ssl.create_default_context()}
         try:
             self.si = SmartConnect(host=c['hostname'], user=c['username'], pwd=c['password'],
-                                   port=c['port'], disableSslCertValidation=not c['validate_certs'])
+                                   port=c['port'], **kwargs)
         except vim.fault.InvalidLogin:
             raise PVError('login to vSphere at %s failed: the server rejected the user name or password (InvalidLogin)' % where)
         except ssl.SSLError as exc:
             hint = ''
             if 'CERTIFICATE_VERIFY_FAILED' in str(exc):
-                hint = ' (set validate_certs: false or VMWARE_VALIDATE_CERTS=false for a ' \
-                       'self-signed certificate)'
+                hint = ' (set validate_certs: false or VMWARE_VALIDATE_CERTS=false to accept a ' \
+                       'certificate that cannot be verified)'
             raise PVError('TLS error talking to vSphere at %s: %s%s' % (where, exc, hint))
         except (socket.error, OSError) as exc:
             raise PVError('cannot connect to vSphere at %s: %s' % (where, exc))
