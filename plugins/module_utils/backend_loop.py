@@ -83,7 +83,7 @@ class LoopBackend(Backend):
 
     def create(self, request):
         if not os.path.isdir(self.image_dir):
-            os.makedirs(self.image_dir, 0o700)
+            os.makedirs(self.image_dir, 0o700, exist_ok=True)
         path = self.image_path(request.name)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

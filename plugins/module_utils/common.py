@@ -108,6 +108,8 @@ def validate_mount_path(path):
         raise PVError('mount path must be a non-empty absolute path')
     if not path.startswith('/'):
         raise PVError('mount path %r must be absolute' % path)
+    if path.strip('/') == '':
+        raise PVError('mount path must not be "/" itself')
     norm = os.path.normpath(path)
     if norm != path.rstrip('/') or '//' in path:
         raise PVError('mount path %r must be normalised (no "..", "." or "//")' % path)
@@ -125,7 +127,7 @@ def atomic_write(path, data, mode=0o644):
     """Write ``data`` (text) to ``path`` atomically: temp file, fsync, rename."""
     directory = os.path.dirname(path) or '.'
     if not os.path.isdir(directory):
-        os.makedirs(directory, 0o755)
+        os.makedirs(directory, 0o755, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(path), dir=directory)
     try:
         with os.fdopen(fd, 'w') as handle:

@@ -262,7 +262,11 @@ class Engine(object):
                               % (spec.name, spec.mount_path, mounted.source))
             if mounted is None:
                 plan.add('mount')
-            elif 'grow' in plan.actions or (plan.fs and plan.fs[2] < vol.size):
+            # a mounted filesystem's on-disk superblock can lag (xfs logs the change):
+            # trust the size we recorded when we last grew it
+            fs_size = (rec.get('fs_size') if mounted is not None else None) or (
+                plan.fs[2] if plan.fs else vol.size)
+            if plan.fs and ('grow' in plan.actions or fs_size < vol.size):
                 plan.add('growfs')
                 if docker is not None:
                     plan.users = docker.users_of(spec.name, spec.mount_path)
@@ -273,9 +277,16 @@ class Engine(object):
             plan.add('mount')
         if 'mount' in plan.actions and 'grow' in plan.actions:
             plan.add('growfs')
-        if 'mount' not in plan.actions and host.ownership_diff(
-                spec.mount_path, spec.owner, spec.group, spec.mode):
-            plan.add('ownership')
+        if 'mount' not in plan.actions:
+            if host.ownership_diff(spec.mount_path, spec.owner, spec.group, spec.mode):
+                plan.add('ownership')
+        elif 'mkfs' in plan.actions:
+            # a new filesystem's root is root:root 0755
+            if (host.resolve_uid(spec.owner) not in (None, 0) or host.resolve_gid(spec.group) not in (None, 0)
+                    or spec.mode not in (None, 0o755)):
+                plan.add('ownership')
+        elif spec.owner is not None or spec.group is not None or spec.mode is not None:
+            plan.add('ownership')    # unknown until mounted: predicted, applied only if it differs
         fs_uuid = plan.fs_uuid or rec.get('fs_uuid')
         entry = self._fstab_entry(backend, plan, fs_uuid)
         current = snapshot.fstab.get(spec.mount_path)
@@ -467,6 +478,8 @@ class Engine(object):
                 store.volumes[spec.name] = {
                     'backend': spec.backend, 'backend_id': plan.vol.id, 'status': 'ready',
                     'fstype': spec.fstype, 'fs_uuid': plan.fs_uuid, 'size': plan.vol.size,
+                    'fs_size': plan.vol.size if ('mkfs' in plan.actions or 'growfs' in plan.actions)
+                    else (store.volumes.get(spec.name) or {}).get('fs_size', plan.vol.size),
                     'mountpoint': spec.mount_path, 'docker_volume': spec.name if spec.docker_volume else None,
                     'updated': now if plan.actions else (store.volumes.get(spec.name) or {}).get('updated', now),
                 }
@@ -504,38 +517,28 @@ class Engine(object):
             backend.refresh_device(plan.vol, stale)
         device = backend.locate(plan.vol, timeout=spec.timeout)
         plan.device = device
-        if 'mkfs' in plan.actions:
-            if plan.fs is None and not plan.vol.extra.get('fresh'):
-                # planned before the device existed (or re-check right before formatting)
-                found = host.read_superblock(device)
-                if found is not None and found[0] == spec.fstype:
-                    plan.fs, plan.fs_uuid = found, found[1]
-                    plan.actions.remove('mkfs')
-                else:
-                    signature = {'TYPE': found[0]} if found else host.probe_signatures(device)
-                    if signature and not spec.force_format:
-                        raise PVError('device %s carries %s; refusing to format it as %s '
-                                      '(set force_format: true to destroy what is there)'
-                                      % (device, host.describe_signature(signature), spec.fstype))
-                    if signature:
-                        host.wipe(device)
+        if plan.fs is None and not plan.vol.extra.get('fresh'):
+            # the device was not visible while planning (a new cloud volume, a detached
+            # image): decide now with the same rules; raises on any foreign signature
             if 'mkfs' in plan.actions:
-                if 'wipe' in plan.actions:
-                    host.wipe(device)
-                fs_uuid = str(uuidlib.uuid4())
-                self.log('mkfs.%s %s' % (spec.fstype, device))
-                host.mkfs(device, spec.fstype, spec.name, fs_uuid, force='wipe' in plan.actions,
-                          extra_args=spec.mkfs_options)
-                plan.fs_uuid = fs_uuid
-                plan.fs = (spec.fstype, fs_uuid, plan.vol.size)
-        elif plan.fs is None:
-            plan.fs = host.read_superblock(device)
-            plan.fs_uuid = plan.fs[1] if plan.fs else None
+                plan.actions.remove('mkfs')
+            self._plan_filesystem(plan, device)
+            if plan.fs is not None and plan.fs[2] < plan.vol.size:
+                plan.add('growfs')
+        if 'mkfs' in plan.actions:
+            if 'wipe' in plan.actions:
+                host.wipe(device)
+            fs_uuid = str(uuidlib.uuid4())
+            self.log('mkfs.%s %s' % (spec.fstype, device))
+            host.mkfs(device, spec.fstype, spec.name, fs_uuid, force='wipe' in plan.actions,
+                      extra_args=spec.mkfs_options)
+            plan.fs_uuid = fs_uuid
+            plan.fs = (spec.fstype, fs_uuid, plan.vol.size)
         if snapshot.mounted_at(spec.mount_path) is None:
             host.ensure_dir(spec.mount_path)
             host.mount(device, spec.mount_path, spec.fstype, _live_options(spec))
             plan.add('mount')
-        if 'growfs' in plan.actions or (plan.fs and plan.fs[2] < plan.vol.size and 'mkfs' not in plan.actions):
+        if 'growfs' in plan.actions and 'mkfs' not in plan.actions:
             self._grow_fs(plan, device)
         if host.apply_ownership(spec.mount_path, spec.owner, spec.group, spec.mode):
             plan.add('ownership')

@@ -16,6 +16,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import mmap
 import os
 import struct
 import uuid as uuidlib
@@ -166,16 +167,37 @@ class HostSnapshot(object):
 
 # -- filesystem signatures ------------------------------------------------
 
-def read_superblock(device):
-    """Recognise our ext4/xfs by reading the superblock: (fstype, uuid, size) or None."""
+def _read_head(device, length):
+    """Read the first bytes with O_DIRECT: a mounted filesystem updates its
+    superblock behind the block device's page cache, so a buffered read can be stale."""
     try:
-        fd = os.open(device, os.O_RDONLY)
+        fd = os.open(device, os.O_RDONLY | getattr(os, 'O_DIRECT', 0))
+        direct = True
+    except OSError:
+        direct = False
+    try:
+        if not direct:
+            fd = os.open(device, os.O_RDONLY)
     except OSError as exc:
         raise PVError('cannot open %s: %s' % (device, exc))
     try:
-        head = os.pread(fd, 2048, 0)
+        if direct:
+            buf = mmap.mmap(-1, length)       # page aligned, as O_DIRECT needs
+            try:
+                got = os.preadv(fd, [buf], 0)
+                return bytes(buf[:got])
+            except OSError:
+                pass
+            finally:
+                buf.close()
+        return os.pread(fd, length, 0)
     finally:
         os.close(fd)
+
+
+def read_superblock(device):
+    """Recognise our ext4/xfs by reading the superblock: (fstype, uuid, size) or None."""
+    head = _read_head(device, 4096)
     if len(head) >= 40 and head[:4] == b'XFSB':
         blocksize = struct.unpack('>I', head[4:8])[0]
         dblocks = struct.unpack('>Q', head[8:16])[0]
@@ -292,7 +314,7 @@ def ensure_dir(path, owner=None, group=None, mode=None):
     """Create ``path`` and set owner/group/mode; return True when anything changed."""
     changed = False
     if not os.path.isdir(path):
-        os.makedirs(path, 0o755)
+        os.makedirs(path, 0o755, exist_ok=True)
         changed = True
     return apply_ownership(path, owner, group, mode) or changed
 

@@ -16,7 +16,6 @@ Example (every key but ``backend`` is optional)::
       "max_size": "16TiB",
       "mkfs_options": {"ext4": ["-m", "0"]},
       "lost_found": "remove",
-      "detach_on_unmount": true,
       "docker_host": "unix:///var/run/docker.sock",
       "timeout": 300,
       "debug": false
@@ -46,7 +45,7 @@ SECRET_KEY_RE = re.compile(r'pass|secret|token|credential|api_?key|private', re.
 LOST_FOUND = ('remove', 'keep')
 DEFAULT_KEYS = ('size', 'fstype', 'mount_options', 'uid', 'gid', 'mode', 'backend_options')
 KNOWN_KEYS = ('driver', 'backend', 'backend_params', 'root', 'socket', 'defaults', 'max_size',
-              'mkfs_options', 'lost_found', 'detach_on_unmount', 'docker_host', 'timeout', 'debug')
+              'mkfs_options', 'lost_found', 'docker_host', 'timeout', 'debug')
 
 
 class PluginConfig(object):
@@ -98,7 +97,6 @@ class PluginConfig(object):
         self.lost_found = raw.get('lost_found') or 'remove'
         if self.lost_found not in LOST_FOUND:
             raise PVError('lost_found must be one of %s' % ', '.join(LOST_FOUND))
-        self.detach_on_unmount = raw.get('detach_on_unmount', True) is not False
         self.docker_host = raw.get('docker_host') or 'unix:///var/run/docker.sock'
         if not self.docker_host.startswith('unix://'):
             raise PVError('docker_host must be a unix:// socket URL')
