@@ -38,7 +38,7 @@ import time
 
 from .backend import Backend, BackendVolume, register
 from .common import PVError, human_size, validate_name
-from .devices import wait_for_device
+from .devices import block_size, wait_for_device
 from . import vmware_client as vc
 from . import vmware_disk as vd
 from . import vmware_guest as guest
@@ -354,8 +354,17 @@ class VSphereBackend(Backend):
                                  volume.extra.get('controller_bus')))
             time.sleep(0.2)
 
-    def refresh_device(self, volume, device):
+    def refresh_device(self, volume, device, timeout=10):
+        """After a grow: SCSI rescan, then give the new capacity a moment to show."""
         guest.rescan_device(device, self.sys_root)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if block_size(device) >= volume.size:
+                    return
+            except OSError:
+                return
+            time.sleep(0.1)
 
     def detach(self, volume):
         if not volume.attached_here:
