@@ -38,7 +38,7 @@ import time
 
 from .backend import Backend, BackendVolume, register
 from .common import PVError, human_size, validate_name
-from .devices import block_size, wait_for_device
+from . import devices
 from . import vmware_client as vc
 from . import vmware_disk as vd
 from . import vmware_guest as guest
@@ -334,17 +334,24 @@ class VSphereBackend(Backend):
             remaining = deadline - time.monotonic()
             if locators:
                 volume.locators = locators
-                wait = remaining if scanned else min(2.0, max(remaining, 0.0))
+                wait = max(remaining, 0.0) if scanned else min(2.0, max(remaining, 0.0))
                 try:
-                    return wait_for_device(locators, volume.size, timeout=wait, what=volume.name)[1]
+                    return devices.wait_for_device(locators, volume.size, timeout=wait, what=volume.name)[1]
                 except PVError as exc:
-                    if scanned or remaining <= 2.0 or not str(exc).startswith('timed out'):
-                        raise
-                # not there after 2 s: controllers without hot-plug events (LSI Logic) need a scan
-                guest.scan_scsi_target(volume.extra.get('controller_type'), volume.extra.get('bus_rank', 0),
-                                       volume.extra.get('unit_number', 0), volume.extra.get('pci_slot'),
-                                       self.sys_root)
-                scanned = True
+                    if not str(exc).startswith('timed out'):
+                        raise       # e.g. the size check refused the device
+                if time.monotonic() >= deadline:
+                    raise PVError('timed out after %ss waiting for %s (SCSI(%s:%s)%s) to appear at any of: %s'
+                                  % (timeout, volume.id, volume.extra.get('controller_bus'),
+                                     volume.extra.get('unit_number'),
+                                     ', uuid %s' % volume.extra['uuid'] if volume.extra.get('uuid') else '',
+                                     ', '.join(locators)))
+                if not scanned:
+                    # not there after 2 s: controllers without hot-plug events (LSI Logic) need a scan
+                    guest.scan_scsi_target(volume.extra.get('controller_type'), volume.extra.get('bus_rank', 0),
+                                           volume.extra.get('unit_number', 0), volume.extra.get('pci_slot'),
+                                           self.sys_root)
+                    scanned = True
                 continue
             if remaining <= 0:
                 raise PVError('timed out after %ss: the %s controller of %s (SCSI bus %s) is not visible '
@@ -360,7 +367,7 @@ class VSphereBackend(Backend):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                if block_size(device) >= volume.size:
+                if devices.block_size(device) >= volume.size:
                     return
             except OSError:
                 return
