@@ -375,3 +375,45 @@ def test_role_and_site_playbook(ansible, pv, repo_root, tmp_path, docker_client)
     ansible.run_playbook(site, inventory=str(inventory),
                          extra_vars={'pv_volume_defaults': {'state': 'absent'}}).assert_changed()
     assert not any(mounted(pv.mountpoint(n)) for n in names)
+
+
+def test_drift_repair_docker_options_fstab_and_detached(ansible, pv, cleanup, docker_client, busybox_image):
+    name = pv.name('d')
+    mp = pv.mountpoint(name)
+    ansible.run([pv.task(name=name, size='64MiB')]).assert_changed()
+    with open(os.path.join(mp, 'f'), 'w') as f:
+        f.write('kept')
+
+    # fstab drift (someone edited our line) is repaired; the live mount is left alone
+    sh("sed -i 's|%s ext4 defaults,nofail,loop|%s ext4 defaults,loop|' /etc/fstab" % (mp, mp))
+    res = ansible.run([pv.task(name=name, size='64MiB')]).assert_changed()
+    assert res.result('pv')['volumes'][0]['actions'] == ['fstab']
+    assert fstab_lines(name)[0].split()[3] == 'defaults,nofail,loop'
+
+    # Docker volume with other options: recreated when nobody uses it ...
+    docker_client.volumes.get(name).remove()
+    docker_client.volumes.create(name, driver='local', driver_opts={'type': 'tmpfs', 'device': 'tmpfs'})
+    res = ansible.run([pv.task(name=name, size='64MiB')]).assert_changed()
+    assert res.result('pv')['volumes'][0]['actions'] == ['docker_volume_recreate']
+    assert docker_client.volumes.get(name).attrs['Options']['device'] == mp
+    # ... and refused while a container uses it
+    cleanup.container(pv.uid + '-u')
+    docker_client.containers.run(busybox_image, ['sleep', '300'], name=pv.uid + '-u', detach=True,
+                                 volumes={name: {'bind': '/data', 'mode': 'rw'}})
+    res = ansible.run([pv.task(name=name, size='64MiB', labels={'new': 'label'})]).assert_failed()
+    assert 'containers use it (%s-u)' % pv.uid in res.result('pv')['msg']
+
+    # detached: refused while used; with force the container goes, the data stays
+    res = ansible.run([pv.task(name=name, state='detached')]).assert_failed()
+    assert 'in use by container(s)' in res.result('pv')['msg']
+    res = ansible.run([pv.task(name=name, state='detached', force=True)]).assert_changed()
+    assert res.result('pv')['volumes'][0]['actions'] == [
+        'remove_containers', 'docker_volume_remove', 'umount', 'fstab_remove', 'detach']
+    assert not mounted(mp) and os.path.exists(pv.image(name)) and not fstab_lines(name)
+    ansible.run([pv.task(name=name, state='detached')]).assert_unchanged()
+    # present again: same filesystem, same data
+    res = ansible.run([pv.task(name=name, size='64MiB')]).assert_changed()
+    assert 'mkfs' not in res.result('pv')['volumes'][0]['actions']
+    with open(os.path.join(mp, 'f')) as f:
+        assert f.read() == 'kept'
+    ansible.run([pv.task(name=name, state='absent')]).assert_changed()
