@@ -112,6 +112,66 @@ class PVFakeDriver(FakeLoggingVolumeDriver):
         return None
 EOT
 
+    # Nova's fake virt driver forgets its instances and invents new node uuids on every start:
+    # a restarted nova-compute then refuses to start ("No local node identity found") and the
+    # seeded servers could not be stopped/started. Stable node uuid + adopt unknown instances.
+    cat > "$ETC/wsgi/pv_fake_virt.py" <<'EOT'
+import uuid
+
+from nova.compute import power_state
+from nova.virt import fake
+
+NODE_NS = uuid.UUID('5d7f3a64-2a63-4d4e-9a53-7f0c1b2e9c11')
+
+
+def node_uuid(nodename):
+    return str(uuid.uuid5(NODE_NS, 'pv-fake-node-%s' % nodename))
+
+
+class PVFakeDriver(fake.FakeDriver):
+    def get_available_resource(self, nodename):
+        status = super(PVFakeDriver, self).get_available_resource(nodename)
+        if status:
+            status['uuid'] = node_uuid(nodename)
+        return status
+
+    def get_nodenames_by_uuid(self, refresh=False):
+        return dict((node_uuid(n), n) for n in self.get_available_nodes())
+
+    def _adopt(self, instance):
+        if instance.uuid not in self.instances:
+            self.instances[instance.uuid] = fake.FakeInstance(instance.name, power_state.RUNNING,
+                                                              instance.uuid)
+
+    def get_info(self, instance, use_cache=True):
+        self._adopt(instance)
+        return super(PVFakeDriver, self).get_info(instance, use_cache)
+
+    def power_off(self, instance, timeout=0, retry_interval=0):
+        self._adopt(instance)
+        return super(PVFakeDriver, self).power_off(instance, timeout, retry_interval)
+
+    def power_on(self, context, instance, network_info, block_device_info=None,
+                 accel_info=None, share_info=None):
+        self._adopt(instance)
+        return super(PVFakeDriver, self).power_on(context, instance, network_info,
+                                                  block_device_info, accel_info, share_info)
+EOT
+    # nova loads drivers only from nova.virt.<name>: a launcher puts ours there
+    cat > "$ETC/wsgi/pv_nova_compute.py" <<'EOT'
+import os
+import sys
+
+import nova.virt
+
+nova.virt.__path__.append(os.path.dirname(os.path.abspath(__file__)))
+from nova.cmd.compute import main  # noqa: E402
+
+sys.exit(main())
+EOT
+    mkdir -p "$DATA/nova"
+    [ -f "$DATA/nova/compute_id" ] || "$PY" -c "import uuid; print(uuid.uuid5(uuid.UUID('5d7f3a64-2a63-4d4e-9a53-7f0c1b2e9c11'), 'pv-fake-node-pvtest'))" > "$DATA/nova/compute_id"
+
     # --- Keystone
     cat > "$ETC/keystone/keystone.conf" <<EOT
 [DEFAULT]
@@ -242,7 +302,7 @@ debug = false
 host = pvtest
 my_ip = 127.0.0.1
 transport_url = $RABBIT_URL
-compute_driver = fake.FakeDriver
+compute_driver = pv_fake_virt.PVFakeDriver
 state_path = $DATA/nova
 instances_path = $DATA/nova/instances
 periodic_fuzzy_delay = 0

@@ -148,7 +148,7 @@ chain_nova() {
     done
     spawn nova-conductor "$VENV/bin/nova-conductor" --config-file "$ETC/nova/nova.conf"
     spawn nova-scheduler "$VENV/bin/nova-scheduler" --config-file "$ETC/nova/nova.conf"
-    spawn nova-compute "$VENV/bin/nova-compute" --config-file "$ETC/nova/nova-compute.conf"
+    spawn nova-compute "$PY" "$ETC/wsgi/pv_nova_compute.py" --config-file "$ETC/nova/nova-compute.conf"
 }
 
 rm -f "$RUN/registered"

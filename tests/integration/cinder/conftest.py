@@ -1,0 +1,216 @@
+# -*- coding: utf-8 -*-
+# Copyright: persistent_volumes.docker contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Fixtures for the cinder integration tests: the real OpenStack test cloud.
+
+* ``openstack_cloud`` (session): starts tests/harness/openstack (installing it first if
+  needed) unless it already runs; stops it at the end only if it started it. Yields a
+  dict: ``clouds_yaml``, ``cloud`` ('pvtest'), ``env`` (OS_CLIENT_CONFIG_FILE), ``harness``.
+* ``conn``: an openstacksdk connection (admin) for setting up and checking.
+* ``os_ansible``: the shared ``ansible`` runner with OS_CLIENT_CONFIG_FILE set.
+* ``os_cleanup``: deletes, at the end, every volume/server whose name starts with ``uid``
+  (after detaching it), and unpublishes guest devices made by the test.
+* ``guest``: publish/unpublish/resize fake guest devices (tests/harness/openstack/guest_device.py).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import importlib.util
+import os
+import subprocess
+import time
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.abspath(os.path.join(HERE, '..', '..', '..'))
+HARNESS = os.path.join(REPO, 'tests', 'harness', 'openstack')
+STATE = os.path.join(REPO, '.state', 'openstack')
+CLOUDS_YAML = os.path.join(STATE, 'clouds.yaml')
+
+pytestmark = pytest.mark.cinder
+
+_spec = importlib.util.spec_from_file_location('pv_guest_device', os.path.join(HARNESS, 'guest_device.py'))
+guest_device = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(guest_device)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if str(item.fspath).startswith(HERE + os.sep):
+            item.add_marker(pytest.mark.cinder)
+
+
+def _sh(*cmd, **kw):
+    return subprocess.run(list(cmd), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, universal_newlines=True, check=False, **kw)
+
+
+@pytest.fixture(scope='session')
+def openstack_cloud():
+    pytest.importorskip('openstack')
+    if os.geteuid() != 0:
+        pytest.skip('the OpenStack test cloud needs root')
+    running = _sh('bash', os.path.join(HARNESS, 'status.sh')).returncode == 0 and os.path.exists(CLOUDS_YAML)
+    started = False
+    if not running:
+        proc = _sh('bash', os.path.join(HARNESS, 'install.sh'))
+        if proc.returncode != 0:
+            pytest.fail('tests/harness/openstack/install.sh failed:\n%s' % proc.stdout[-4000:])
+        t0 = time.monotonic()
+        proc = _sh('bash', os.path.join(HARNESS, 'start.sh'))
+        if proc.returncode != 0:
+            _sh('bash', os.path.join(HARNESS, 'stop.sh'))
+            pytest.fail('tests/harness/openstack/start.sh failed:\n%s' % proc.stdout[-6000:])
+        started = True
+        print('OpenStack test cloud started in %.0f s' % (time.monotonic() - t0))
+    else:
+        # running: make sure it is complete (idempotent, ~1 s when everything is up)
+        proc = _sh('bash', os.path.join(HARNESS, 'start.sh'))
+        if proc.returncode != 0:
+            pytest.fail('tests/harness/openstack/start.sh failed:\n%s' % proc.stdout[-6000:])
+    info = {'clouds_yaml': CLOUDS_YAML, 'cloud': 'pvtest', 'harness': HARNESS,
+            'env': {'OS_CLIENT_CONFIG_FILE': CLOUDS_YAML}}
+    yield info
+    if started and not os.environ.get('PV_KEEP_CLOUD'):
+        _sh('bash', os.path.join(HARNESS, 'stop.sh'))
+
+
+def connect():
+    import openstack
+    os.environ['OS_CLIENT_CONFIG_FILE'] = CLOUDS_YAML
+    return openstack.connect(cloud='pvtest')
+
+
+@pytest.fixture(scope='session')
+def conn(openstack_cloud):
+    c = connect()
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def os_ansible(ansible, openstack_cloud):
+    ansible.env.update(openstack_cloud['env'])
+    return ansible
+
+
+def wait_volume(conn, vid, status, timeout=60):
+    deadline = time.monotonic() + timeout
+    while True:
+        vol = conn.block_storage.get_volume(vid)
+        if vol.status == status:
+            return vol
+        if time.monotonic() > deadline:
+            raise AssertionError('volume %s is %s, not %s' % (vid, vol.status, status))
+        time.sleep(0.3)
+
+
+def destroy_volume(conn, vol):
+    """Detach from every server and delete (test clean-up; ignores what is gone)."""
+    import openstack
+    try:
+        vol = conn.block_storage.get_volume(vol.id if hasattr(vol, 'id') else vol)
+    except openstack.exceptions.NotFoundException:
+        return
+    for att in vol.attachments or []:
+        try:
+            conn.compute.delete_volume_attachment(att['server_id'], vol.id)
+        except openstack.exceptions.NotFoundException:
+            pass
+    deadline = time.monotonic() + 60
+    while True:
+        vol = conn.block_storage.get_volume(vol.id)
+        if vol.status in ('available', 'error') and not vol.attachments:
+            break
+        if time.monotonic() > deadline:
+            conn.block_storage.reset_volume_status(vol, status='available', attach_status='detached',
+                                                   migration_status=None)
+            break
+        time.sleep(0.3)
+    conn.block_storage.delete_volume(vol.id, ignore_missing=True)
+    conn.block_storage.wait_for_delete(vol, interval=0.5, wait=60)
+
+
+class OSCleanup(object):
+    def __init__(self, conn, prefix):
+        self.conn = conn
+        self.prefix = prefix
+        self.actions = []
+
+    def add(self, func, *args, **kwargs):
+        self.actions.append((func, args, kwargs))
+
+    def run(self):
+        errors = []
+        for func, args, kwargs in reversed(self.actions):
+            try:
+                func(*args, **kwargs)
+            except Exception as exc:  # pylint: disable=broad-except
+                errors.append('%s: %s' % (getattr(func, '__name__', func), exc))
+        # sweep: every volume / server named after the test
+        for vol in list(self.conn.block_storage.volumes(details=True)):
+            meta = vol.metadata or {}
+            if (vol.name or '').startswith(self.prefix) or meta.get('pv_name', '').startswith(self.prefix):
+                try:
+                    guest_device.unpublish(vol.id)
+                    destroy_volume(self.conn, vol)
+                except Exception as exc:  # pylint: disable=broad-except
+                    errors.append('volume %s: %s' % (vol.id, exc))
+        for server in list(self.conn.compute.servers()):
+            if server.name.startswith(self.prefix):
+                try:
+                    self.conn.compute.delete_server(server)
+                    self.conn.compute.wait_for_delete(server, interval=1, wait=120)
+                except Exception as exc:  # pylint: disable=broad-except
+                    errors.append('server %s: %s' % (server.id, exc))
+        return errors
+
+
+@pytest.fixture
+def os_cleanup(conn, uid):
+    c = OSCleanup(conn, uid)
+    yield c
+    errors = c.run()
+    if errors:
+        pytest.fail('OpenStack clean-up failed:\n  ' + '\n  '.join(errors), pytrace=False)
+
+
+@pytest.fixture
+def guest(uid):
+    published = []
+
+    class Guest(object):
+        byid = guest_device.BYID
+
+        @staticmethod
+        def publish(volume_id, size, name=None):
+            published.append(volume_id)
+            return guest_device.publish(volume_id, size, name)
+
+        @staticmethod
+        def resize(volume_id, size):
+            guest_device.resize(volume_id, size)
+
+        @staticmethod
+        def unpublish(volume_id):
+            guest_device.unpublish(volume_id)
+
+        link_name = staticmethod(guest_device.link_name)
+
+    yield Guest()
+    for vid in published:
+        guest_device.unpublish(vid)
+
+
+@pytest.fixture(scope='session')
+def docker_host(conn):
+    server = conn.compute.find_server('pv-docker-host', ignore_missing=False)
+    return server
+
+
+@pytest.fixture(scope='session')
+def other_host(conn):
+    return conn.compute.find_server('pv-other-host', ignore_missing=False)
