@@ -126,15 +126,122 @@ options:
     default: /var/lib/persistent-volumes
   cinder:
     description:
-      - Connection and placement settings for O(backend=cinder), passed to the cinder backend
-        (keys as in the M(persistent_volumes.docker.cinder_volume) and M(persistent_volumes.docker.cinder_attachment)
-        modules, for example C(cloud), C(auth), C(region_name), C(server)).
+      - Connection and placement settings for O(backend=cinder) (as in M(persistent_volumes.docker.cinder_volume)).
     type: dict
+    suboptions:
+      cloud:
+        description: Name of a cloud in C(clouds.yaml) (or a dict of cloud settings); the C(OS_*) environment otherwise.
+        type: raw
+      auth:
+        description: Authentication dict (auth_url, username, password, project_name, ...).
+        type: dict
+      auth_type:
+        description: Keystone auth plugin name.
+        type: str
+      region_name:
+        description: Region.
+        type: str
+      interface:
+        description: Endpoint interface (public, internal, admin).
+        type: str
+      validate_certs:
+        description: Verify TLS certificates.
+        type: bool
+      ca_cert:
+        description: CA bundle.
+        type: path
+      client_cert:
+        description: Client certificate.
+        type: path
+      client_key:
+        description: Client key.
+        type: path
+      api_timeout:
+        description: HTTP timeout in seconds.
+        type: int
+      server:
+        description: The Docker host's Nova server (name or id). Without it the instance metadata (config drive, then the metadata service) names it.
+        type: str
+      volume_type:
+        description: Volume type for new volumes.
+        type: str
+      availability_zone:
+        description: Availability zone for new volumes.
+        type: str
+      description:
+        description: Description for new volumes.
+        type: str
+      metadata:
+        description: Extra metadata for new volumes.
+        type: dict
+      force_detach:
+        description: Detach a volume attached to another server (only when that server is SHUTOFF, unless O(cinder.fencing=false)).
+        type: bool
+      fencing:
+        description: Require the other server to be SHUTOFF before a force detach (default true).
+        type: bool
+      timeout:
+        description: Seconds to wait for Cinder/Nova state changes.
+        type: int
+      retry_timeout:
+        description: Seconds to keep retrying 5xx answers and connection errors.
+        type: int
   vsphere:
     description:
-      - Connection and VM settings for O(backend=vsphere), passed to the vsphere backend
-        (keys as in M(persistent_volumes.docker.vsphere_disk), for example C(hostname), C(username), C(password), C(vm_name)).
+      - Connection and VM settings for O(backend=vsphere) (as in M(persistent_volumes.docker.vsphere_disk)).
     type: dict
+    suboptions:
+      hostname:
+        description: vCenter or ESXi host (C(VMWARE_HOST)).
+        type: str
+      username:
+        description: User (C(VMWARE_USER)).
+        type: str
+      password:
+        description: Password (C(VMWARE_PASSWORD)).
+        type: str
+      port:
+        description: Port (C(VMWARE_PORT)), 443 by default.
+        type: int
+      validate_certs:
+        description: Verify TLS certificates (C(VMWARE_VALIDATE_CERTS)).
+        type: bool
+      datacenter:
+        description: Datacenter of the VM.
+        type: str
+      vm_name:
+        description: The Docker host VM by name.
+        type: str
+      vm_uuid:
+        description: The Docker host VM by BIOS (or instance) uuid.
+        type: str
+      vm_moid:
+        description: The Docker host VM by managed object id.
+        type: str
+      vm_folder:
+        description: VM folder, to tell VMs of the same name apart.
+        type: str
+      use_instance_uuid:
+        description: O(vsphere.vm_uuid) is the instance uuid.
+        type: bool
+      datastore:
+        description: Datastore for new disks.
+        type: str
+      volume_folder:
+        description: Datastore folder for new disks (C(persistent-volumes)).
+        type: str
+      provisioning:
+        description: thin, thick or eagerzeroed.
+        type: str
+      disk_mode:
+        description: Disk mode (C(independent_persistent) by default, so VM snapshots never roll back volume data).
+        type: str
+      controller_type:
+        description: pvscsi or lsilogic.
+        type: str
+      enable_uuid:
+        description: Set C(disk.EnableUUID=TRUE) on the VM.
+        type: bool
 notes:
   - The loop backend keeps sparse images in C(<root>/images) and writes fstab entries with the image path and the
     C(loop) option, so the volume comes back on boot; other backends mount by C(UUID=).
@@ -266,8 +373,21 @@ class VolumeModule(PVModule):
         adopt_id=dict(type='str'),
         timeout=dict(type='int', default=300),
         root=dict(type='path', default=MANAGED_ROOT),
-        cinder=dict(type='dict'),
-        vsphere=dict(type='dict'),
+        cinder=dict(type='dict', options=dict(
+            cloud=dict(type='raw'), auth=dict(type='dict', no_log=True), auth_type=dict(type='str'),
+            region_name=dict(type='str'), interface=dict(type='str'), validate_certs=dict(type='bool'),
+            ca_cert=dict(type='path'), client_cert=dict(type='path'), client_key=dict(type='path', no_log=False),
+            api_timeout=dict(type='int'), server=dict(type='str'), volume_type=dict(type='str'),
+            availability_zone=dict(type='str'), description=dict(type='str'), metadata=dict(type='dict'),
+            force_detach=dict(type='bool'), fencing=dict(type='bool'), timeout=dict(type='int'),
+            retry_timeout=dict(type='int'))),
+        vsphere=dict(type='dict', options=dict(
+            hostname=dict(type='str'), username=dict(type='str'), password=dict(type='str', no_log=True),
+            port=dict(type='int'), validate_certs=dict(type='bool'), datacenter=dict(type='str'),
+            vm_name=dict(type='str'), vm_uuid=dict(type='str'), vm_moid=dict(type='str'),
+            vm_folder=dict(type='str'), use_instance_uuid=dict(type='bool'), datastore=dict(type='str'),
+            volume_folder=dict(type='str'), provisioning=dict(type='str'), disk_mode=dict(type='str'),
+            controller_type=dict(type='str'), enable_uuid=dict(type='bool'))),
     )
     module_kwargs = dict(required_one_of=[('name', 'volumes')],
                          mutually_exclusive=[('name', 'volumes')])
@@ -286,8 +406,11 @@ class VolumeModule(PVModule):
         return specs
 
     def run(self):
-        engine = Engine(root=self.params['root'], check_mode=self.check_mode,
-                        backend_params={'cinder': self.params['cinder'], 'vsphere': self.params['vsphere']})
+        backend_params = {}
+        for backend in ('cinder', 'vsphere'):
+            given = self.params[backend] or {}
+            backend_params[backend] = dict((k, v) for k, v in given.items() if v is not None)
+        engine = Engine(root=self.params['root'], check_mode=self.check_mode, backend_params=backend_params)
         try:
             records, diff = engine.apply(self.specs())
         finally:
