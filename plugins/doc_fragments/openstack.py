@@ -56,6 +56,14 @@ options:
   api_timeout:
     description: Timeout in seconds of each API request.
     type: int
+  retry_timeout:
+    description:
+      - For how many seconds API calls answered with HTTP 500/502/503/504, or failing to connect or timing out,
+        are retried (exponential backoff from 0.5 s to 5 s) before the task fails.
+      - A create that failed that way is looked up by a unique token before it is retried, so a retry never
+        makes a second volume.
+    type: int
+    default: 60
 notes:
   - >-
     The OpenStack calls are made from the host the module runs on: usually the controller
@@ -63,9 +71,6 @@ notes:
   - >-
     The modules of the C(persistent_volumes.docker.openstack) action group take these options from
     C(module_defaults) for C(group/persistent_volumes.docker.openstack).
-  - >-
-    API calls answered with HTTP 500/502/503/504 or failing to connect are retried with exponential backoff
-    for up to 60 seconds before the task fails.
 requirements:
   - openstacksdk >= 1.0
 '''

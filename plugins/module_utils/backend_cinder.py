@@ -104,6 +104,7 @@ def argument_spec():
         client_cert=dict(type='str', aliases=['cert']),
         client_key=dict(type='str', no_log=False, aliases=['key']),
         api_timeout=dict(type='int'),
+        retry_timeout=dict(type='int', default=60),
     )
 
 
@@ -632,6 +633,9 @@ class CinderBackend(Backend):
                 detached.append(vol)
         if detached:
             self.wait_status([self._get(v.id) for v in detached], ('available',), 'to be detached')
+            for vol, others in todo:
+                for sid in others:
+                    self._wait_nova_detached(sid, [vol.id])
         pending_create = [v for v, _ in todo if v.extra.get('status') not in ('available', 'in-use')]
         if pending_create:
             self.wait_status([self._get(v.id) for v in pending_create], ('available',), 'to become available')
@@ -722,9 +726,32 @@ class CinderBackend(Backend):
                 [self._get(v.id) for v in todo], ('available', 'in-use'), 'to be detached',
                 check=lambda r: server_id not in [a.get('server_id') for a in (r.attachments or [])]
                 and r.status != 'detaching')
+            self._wait_nova_detached(server_id, [v.id for v in todo])
             for vol in todo:
                 out[vol.id] = self.to_backend_volume(done[vol.id], vol.name)
         return [out[v.id] for v in volumes]
+
+    def _wait_nova_detached(self, server_id, volume_ids):
+        """Cinder says available a moment before Nova drops its block device mapping; a new
+        attach in between is refused ("already attached"). Wait for Nova too."""
+        if not self.wait:
+            return
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                listed = set(a.volume_id for a in self.call(
+                    'listing attachments of server %s' % server_id,
+                    lambda: list(self.conn.compute.volume_attachments(server_id))))
+            except Exception as exc:  # pylint: disable=broad-except
+                if is_not_found(exc):
+                    return
+                raise
+            if not listed.intersection(volume_ids):
+                return
+            if time.monotonic() > deadline:
+                raise PVError('timed out after %ss waiting for Nova to detach volume(s) %s from server %s'
+                              % (self.timeout, ', '.join(sorted(listed.intersection(volume_ids))), server_id))
+            time.sleep(0.3)
 
     def detach_all(self, volume):
         """Detach from every server it is attached to (``state: absent`` with ``detach: true``)."""
@@ -735,6 +762,8 @@ class CinderBackend(Backend):
         for sid in servers:
             self._delete_attachment(sid, volume.id)
         done = self.wait_status([self._get(volume.id)], ('available',), 'to be detached')
+        for sid in servers:
+            self._wait_nova_detached(sid, [volume.id])
         return self.to_backend_volume(done[volume.id], volume.name)
 
     # -- delete ---------------------------------------------------------------------------
