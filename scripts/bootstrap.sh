@@ -67,6 +67,12 @@ if ((${#missing[@]})); then
 else
     log "system packages present"
 fi
+if ! command -v docker >/dev/null 2>&1; then
+    # Debian 13 ships the docker CLI separately (docker-cli, only recommended by docker.io)
+    log "installing docker-cli"
+    apt-get install -y -q --no-install-recommends docker-cli ||
+        { apt-get update -q && apt-get install -y -q --no-install-recommends docker-cli; }
+fi
 
 if [[ ! -e /dev/loop-control ]]; then
     modprobe loop 2>/dev/null || log "WARNING: /dev/loop-control missing and 'modprobe loop' failed: loop tests will fail"

@@ -71,7 +71,12 @@ start() {
         apt_install docker.io
     fi
     if ! command -v docker >/dev/null 2>&1; then
-        apt_install docker.io   # the docker CLI (docker.io ships it too)
+        # the docker CLI: part of docker.io on Debian 12, its own package (docker-cli) on Debian 13
+        apt_install docker-cli || apt_install docker.io
+    fi
+    if ! command -v docker >/dev/null 2>&1; then
+        log "no docker CLI after installing docker.io/docker-cli"
+        return 1
     fi
     mkdir -p "$STATE/data"
     local pid
