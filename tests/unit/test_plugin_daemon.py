@@ -478,3 +478,10 @@ def test_bind_replaces_stale_socket(tmp_path, world):
     d = make_driver(tmp_path, world)
     srv = pd.bind(path, d, lambda line: None)
     srv.server_close()
+
+
+def test_config_cinder_enables_fenced_force_detach():
+    assert PluginConfig({'backend': 'cinder'}).backend_params['force_detach'] is True
+    assert PluginConfig({'backend': 'cinder', 'backend_params': {'force_detach': False}}) \
+        .backend_params['force_detach'] is False
+    assert 'force_detach' not in PluginConfig({'backend': 'vsphere'}).backend_params

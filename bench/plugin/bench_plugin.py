@@ -1,0 +1,265 @@
+#!/usr/bin/env python3
+# -*- coding: utf-8 -*-
+# Copyright: persistent_volumes.docker contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Benchmark of the volume-plugin daemon (loop backend) against a real dockerd.
+
+Measures, and prints with the targets of issue 5:
+
+* ``docker run --rm -v VOL:/data IMAGE true`` start-up with a plugin volume (created
+  beforehand: each run attaches, mounts, unmounts and detaches it) against a Docker
+  ``local`` bind volume; p50/p90 and the p50 overhead (target <= +100 ms);
+* ``docker volume create -d <driver> --opt size=...`` latency (sparse image, loop
+  attach, mkfs, mount, lost+found handling, unmount, detach) for ext4 and xfs, and the
+  daemon's own time for Create/Mount/Unmount from its log lines;
+* the daemon's resident memory (VmRSS now and VmHWM peak; target <= 60 MB).
+
+The daemon runs from this checkout (``python -m ...plugin_daemon`` with a temporary
+``ansible_collections`` tree on PYTHONPATH) with its own driver name, root and
+config under a temporary directory; everything is removed at the end (daemon
+stopped by pid). Needs root and a running dockerd; the test image is built by
+tests/harness/image.sh when missing.
+
+    sudo .venv/bin/python bench/plugin/bench_plugin.py [--runs 15] [--creates 5] [--json out.json]
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import argparse
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+MODULE = 'ansible_collections.persistent_volumes.docker.plugins.module_utils.plugin_daemon'
+
+
+def sh(cmd, check=True, **kwargs):
+    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, check=False, **kwargs)
+    if check and proc.returncode != 0:
+        raise RuntimeError('%s failed (rc=%s): %s%s' % (' '.join(cmd), proc.returncode, proc.stdout, proc.stderr))
+    return proc
+
+
+def timed(cmd):
+    t0 = time.perf_counter()
+    sh(cmd)
+    return (time.perf_counter() - t0) * 1000.0
+
+
+def pct(values, q):
+    values = sorted(values)
+    if not values:
+        return float('nan')
+    k = (len(values) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(values) - 1)
+    return values[lo] + (values[hi] - values[lo]) * (k - lo)
+
+
+def proc_status(pid, key):
+    with open('/proc/%d/status' % pid) as handle:
+        for line in handle:
+            if line.startswith(key + ':'):
+                return int(line.split()[1]) / 1024.0      # kB -> MiB
+    return float('nan')
+
+
+def mounts_under(path):
+    with open('/proc/self/mountinfo') as handle:
+        return [l.split()[4] for l in handle if l.split()[4].startswith(path + '/')]
+
+
+def loops_under(path):
+    out = sh(['losetup', '-l', '-n', '-O', 'NAME,BACK-FILE'], check=False).stdout
+    return [l.split()[0] for l in out.splitlines() if len(l.split()) > 1 and l.split()[1].startswith(path + '/')]
+
+
+class Daemon(object):
+    def __init__(self, python, base, driver):
+        self.base = base
+        self.driver = driver
+        self.root = os.path.join(base, 'root')
+        self.config = os.path.join(base, 'config.json')
+        self.pidfile = os.path.join(base, 'plugin.pid')
+        self.logfile = os.path.join(base, 'plugin.log')
+        self.socket = '/run/docker/plugins/%s.sock' % driver
+        self.python = python
+        self.tree = os.path.join(base, 'tree')
+        self.pid = None
+
+    def start(self):
+        ns = os.path.join(self.tree, 'ansible_collections', 'persistent_volumes')
+        os.makedirs(ns)
+        os.symlink(REPO, os.path.join(ns, 'docker'))
+        with open(self.config, 'w') as handle:
+            json.dump({'driver': self.driver, 'backend': 'loop', 'root': self.root,
+                       'defaults': {'size': '256MiB'}}, handle)
+        os.chmod(self.config, 0o600)
+        env = dict(os.environ, PYTHONPATH=self.tree, PYTHONDONTWRITEBYTECODE='1', PYTHONUNBUFFERED='1')
+        with open(self.logfile, 'a') as log:
+            subprocess.Popen(['setsid', self.python, '-m', MODULE, '--config', self.config, '--pidfile', self.pidfile],
+                             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if os.path.exists(self.pidfile) and os.path.exists(self.socket):
+                with open(self.pidfile) as handle:
+                    self.pid = int(handle.read())
+                return self.pid
+            time.sleep(0.05)
+        raise RuntimeError('daemon did not start:\n' + open(self.logfile).read())
+
+    def stop(self):
+        if self.pid is None:
+            return
+        try:
+            os.kill(self.pid, signal.SIGTERM)
+        except OSError:
+            pass
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                with open('/proc/%d/cmdline' % self.pid, 'rb') as handle:
+                    if not handle.read():
+                        break
+            except (IOError, OSError):
+                break
+            time.sleep(0.05)
+        else:
+            os.kill(self.pid, signal.SIGKILL)
+        self.pid = None
+        if os.path.exists(self.socket):
+            os.unlink(self.socket)
+
+    def op_times(self, op, outcome):
+        """Milliseconds of the daemon's own log lines ``<op> ... ok <outcome> ... (Nms)``."""
+        pattern = re.compile(r': %s name=\S+(?: id=\S+)? ok %s.*\((\d+)ms\)$' % (op, outcome))
+        with open(self.logfile) as handle:
+            return [float(m.group(1)) for m in (pattern.search(l.rstrip()) for l in handle) if m]
+
+
+def row(label, values, unit='ms'):
+    return '  %-44s p50 %8.1f %s   p90 %8.1f %s   min %8.1f   n=%d' % (
+        label, pct(values, 0.5), unit, pct(values, 0.9), unit, min(values), len(values))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--runs', type=int, default=15, help='docker run samples per volume kind')
+    parser.add_argument('--creates', type=int, default=5, help='docker volume create samples per fstype')
+    parser.add_argument('--size', default='1GiB', help='size of the created volumes (ext4)')
+    parser.add_argument('--image', default='pv-test/busybox:latest')
+    parser.add_argument('--python', default='/usr/bin/python3', help='interpreter that runs the daemon')
+    parser.add_argument('--json', help='also write the numbers to this file')
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit('run as root (loop devices, mounts, /run/docker/plugins)')
+    if sh(['docker', 'image', 'inspect', args.image], check=False).returncode != 0:
+        sh(['bash', os.path.join(REPO, 'tests', 'harness', 'image.sh'), args.image])
+
+    tag = secrets.token_hex(3)
+    base = tempfile.mkdtemp(prefix='pv-bench-plugin-%s-' % tag, dir='/var/tmp')
+    driver = 'pvbench-' + tag
+    daemon = Daemon(args.python, base, driver)
+    plugin_vol, local_vol = 'pvbench-%s-plugin' % tag, 'pvbench-%s-local' % tag
+    bind_dir = os.path.join(base, 'bind')
+    os.makedirs(bind_dir)
+    created = [plugin_vol, local_vol]
+    results = {}
+    try:
+        daemon.start()
+        rss_idle = proc_status(daemon.pid, 'VmRSS')
+
+        # -- docker run start-up: plugin volume vs local bind volume
+        sh(['docker', 'volume', 'create', '-d', driver, '--opt', 'size=256MiB', plugin_vol])
+        sh(['docker', 'volume', 'create', '--driver', 'local', '--opt', 'type=none', '--opt', 'o=bind',
+            '--opt', 'device=' + bind_dir, local_vol])
+
+        def run_cmd(vol):
+            return ['docker', 'run', '--rm', '--network', 'none', '-v', vol + ':/data', args.image, 'true']
+
+        for vol in (plugin_vol, local_vol, plugin_vol, local_vol):       # warm-up
+            timed(run_cmd(vol))
+        plugin_ms, local_ms = [], []
+        for _i in range(args.runs):                                       # interleaved
+            plugin_ms.append(timed(run_cmd(plugin_vol)))
+            local_ms.append(timed(run_cmd(local_vol)))
+        results['run_plugin_ms'] = plugin_ms
+        results['run_local_ms'] = local_ms
+
+        # -- create with mkfs
+        create_ms = {'ext4': [], 'xfs': []}
+        for fstype, size in (('ext4', args.size), ('xfs', '512MiB')):
+            for i in range(args.creates):
+                name = 'pvbench-%s-%s-%d' % (tag, fstype, i)
+                created.append(name)
+                create_ms[fstype].append(timed(['docker', 'volume', 'create', '-d', driver, '--opt',
+                                                'size=' + size, '--opt', 'fstype=' + fstype, name]))
+        results['create_ms'] = create_ms
+        remove_ms = []
+        for name in created[2:]:
+            remove_ms.append(timed(['docker', 'volume', 'rm', name]))
+        created = created[:2]
+        results['remove_ms'] = remove_ms
+
+        rss_now = proc_status(daemon.pid, 'VmRSS')
+        rss_peak = proc_status(daemon.pid, 'VmHWM')
+        results['rss_mib'] = {'idle': rss_idle, 'after': rss_now, 'peak': rss_peak}
+        results['daemon_ms'] = {
+            'mount': daemon.op_times('Mount', 'mounted'),
+            'unmount': daemon.op_times('Unmount', r'refs=0 umount'),
+            'create': daemon.op_times('Create', 'created'),
+            'remove': daemon.op_times('Remove', 'deleted'),
+        }
+    finally:
+        for name in created:
+            sh(['docker', 'volume', 'rm', '-f', name], check=False)
+        daemon.stop()
+        leftovers = mounts_under(base) + loops_under(base)
+        for mp in sorted(mounts_under(base), key=lambda m: -m.count('/')):
+            sh(['umount', '-l', mp], check=False)
+        for dev in loops_under(base):
+            sh(['losetup', '-d', dev], check=False)
+        shutil.rmtree(base, ignore_errors=True)
+        if leftovers:
+            print('WARNING: cleaned up leftovers: %s' % leftovers, file=sys.stderr)
+
+    p_plugin, p_local = pct(results['run_plugin_ms'], 0.5), pct(results['run_local_ms'], 0.5)
+    overhead = p_plugin - p_local
+    d = results['daemon_ms']
+    print('volume-plugin benchmark (loop backend, docker %s, %d runs, daemon on %s)'
+          % (sh(['docker', 'version', '--format', '{{.Server.Version}}']).stdout.strip(), args.runs, args.python))
+    print('docker run --rm -v VOL:/data %s true' % args.image)
+    print(row('local bind volume', results['run_local_ms']))
+    print(row('plugin volume (attach+mount+umount+detach)', results['run_plugin_ms']))
+    print('  p50 overhead: %+.1f ms (target <= +100 ms: %s); ratio plugin/local p50: %.2f'
+          % (overhead, 'OK' if overhead <= 100 else 'MISSED', p_plugin / p_local))
+    print('  daemon time per run: Mount p50 %.0f ms, last Unmount p50 %.0f ms'
+          % (pct(d['mount'], 0.5), pct(d['unmount'], 0.5)))
+    print('docker volume create -d %s (storage + mkfs, left detached)' % driver)
+    print(row('ext4 %s' % args.size, results['create_ms']['ext4']))
+    print(row('xfs 512MiB', results['create_ms']['xfs']))
+    print('  daemon time for Create: p50 %.0f ms; docker volume rm p50 %.0f ms (daemon Remove p50 %.0f ms)'
+          % (pct(d['create'], 0.5), pct(results['remove_ms'], 0.5), pct(d['remove'], 0.5)))
+    rss = results['rss_mib']
+    print('daemon memory: VmRSS idle %.1f MiB, after the runs %.1f MiB, peak (VmHWM) %.1f MiB '
+          '(target <= 60 MB: %s)' % (rss['idle'], rss['after'], rss['peak'],
+                                     'OK' if rss['peak'] * 1.048576 <= 60 else 'MISSED'))
+    if args.json:
+        with open(args.json, 'w') as handle:
+            json.dump(dict(results, overhead_p50_ms=overhead), handle, indent=1)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,164 @@
+# -*- coding: utf-8 -*-
+# Copyright: persistent_volumes.docker contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The ``volume_plugin`` role: install, systemd unit (``systemd-analyze verify``),
+idempotence, restart on configuration change, in-place upgrade, ``state: absent``.
+
+PID 1 is not systemd here: the role runs with ``pv_plugin_service_manager: pidfile``,
+which starts the unit's own ExecStart line (setsid, pid file) and stops it by pid.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import os
+import secrets
+import shutil
+import stat
+
+import pytest
+
+from pv_plugin_helpers import (PluginInstance, alive, docker, play, remove_driver_objects, role_vars,
+                               safety_net, sh, wait_dead)
+
+pytestmark = [pytest.mark.plugin]
+
+
+@pytest.fixture
+def role_env(ansible, tmp_path, docker_client):
+    driver = 'pvtr-' + secrets.token_hex(3)
+    base = str(tmp_path / driver)
+    variables = role_vars(driver, base, pv_plugin_install_dependencies=False)
+    instance = PluginInstance(driver, base, variables)
+    yield instance
+    if instance.pid():
+        remove_driver_objects(driver)
+    ansible.run(play(dict(variables, pv_plugin_state='absent', pv_plugin_purge=True)))
+    leftovers = safety_net(instance)
+    assert not leftovers, 'left behind: %s' % leftovers
+
+
+def mode(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def cmdline(pid):
+    with open('/proc/%d/cmdline' % pid, 'rb') as handle:
+        return handle.read().split(b'\0')[:-1]
+
+
+def test_role_install_idempotence_restart_upgrade_absent(ansible, role_env, busybox_image, uid, cleanup):
+    inst = role_env
+    variables = inst.vars
+
+    # -- install
+    first = ansible.run(play(variables))
+    first.assert_changed()
+    pid = inst.pid()
+    assert pid, inst.log_text()
+    assert mode(inst.socket) == 0o600 and mode(os.path.dirname(inst.socket)) & 0o077 == 0
+    assert mode(inst.config) == 0o600 and mode(os.path.dirname(inst.config)) == 0o700
+    assert mode(inst.root) == 0o700
+    with open(inst.config) as handle:
+        config = json.load(handle)
+    assert config['driver'] == inst.driver and config['backend'] == 'loop'
+    assert config['root'] == inst.root and config['defaults'] == {'size': '64MiB'}
+
+    # the unit: ordered before docker.service, verified by systemd, and what pv-plugin-ctl runs
+    with open(inst.unit) as handle:
+        unit = handle.read()
+    assert 'Before=docker.service' in unit.splitlines()
+    exec_start = [l for l in unit.splitlines() if l.startswith('ExecStart=')][0][len('ExecStart='):]
+    if shutil.which('systemd-analyze'):
+        verify = sh(['systemd-analyze', 'verify', inst.unit], check=False)
+        assert verify.returncode == 0, verify.stdout + verify.stderr
+        assert inst.unit not in verify.stderr, verify.stderr      # no warning about our unit
+    args = [a.decode() for a in cmdline(pid)]
+    assert args[:len(exec_start.split())] == exec_start.split()
+    assert args[-2:] == ['--pidfile', inst.pidfile]
+    with open('/proc/%d/environ' % pid, 'rb') as handle:
+        environ = handle.read().split(b'\0')
+    assert ('PYTHONPATH=%s/opt/lib' % inst.base).encode() in environ
+    code = os.path.join(inst.base, 'opt', 'lib', 'ansible_collections', 'persistent_volumes', 'docker',
+                        'plugins', 'module_utils')
+    assert os.path.isfile(os.path.join(code, 'plugin_daemon.py')) and os.path.isfile(os.path.join(code, 'engine.py'))
+
+    # -- it works
+    name = cleanup.docker_volume(uid + '-r')
+    assert docker('volume', 'create', '-d', inst.driver, name).returncode == 0
+    out = docker('run', '--rm', '--network', 'none', '-v', name + ':/data', busybox_image, 'sh', '-c',
+                 'echo hi > /data/x && cat /data/x').stdout
+    assert out.strip() == 'hi'
+
+    # -- idempotence: nothing changes, the daemon is not restarted
+    second = ansible.run(play(variables))
+    second.assert_unchanged()
+    assert inst.pid() == pid
+
+    # -- configuration change -> handler restarts the daemon
+    changed = dict(variables, pv_plugin_defaults={'size': '128MiB'})
+    third = ansible.run(play(changed))
+    third.assert_changed()
+    assert any('Restart the volume plugin' in t for t in third.changed_tasks), third.changed_tasks
+    new_pid = inst.pid()
+    assert new_pid and new_pid != pid and not alive(pid)
+    with open(inst.config) as handle:
+        assert json.load(handle)['defaults'] == {'size': '128MiB'}
+    ansible.run(play(changed)).assert_unchanged()
+    # the restarted daemon still knows the volume and its data
+    out = docker('run', '--rm', '--network', 'none', '-v', name + ':/data', busybox_image, 'cat', '/data/x').stdout
+    assert out.strip() == 'hi'
+
+    # -- in-place upgrade: an older version (different code, a file that no longer exists)
+    with open(os.path.join(code, 'plugin_daemon.py'), 'a') as handle:
+        handle.write('\n# older version\n')
+    with open(os.path.join(code, 'removed_module.py'), 'w') as handle:
+        handle.write('# gone upstream\n')
+    with open(os.path.join(inst.base, 'opt', 'code.sha256'), 'w') as handle:
+        handle.write('older\n')
+    upgrade = ansible.run(play(changed))
+    upgrade.assert_changed()
+    assert not os.path.exists(os.path.join(code, 'removed_module.py'))
+    repo_daemon = os.path.join(os.environ['PV_REPO_ROOT'], 'plugins', 'module_utils', 'plugin_daemon.py')
+    with open(repo_daemon) as a, open(os.path.join(code, 'plugin_daemon.py')) as b:
+        assert a.read() == b.read()
+    upgraded_pid = inst.pid()
+    assert upgraded_pid and upgraded_pid != new_pid
+    ansible.run(play(changed)).assert_unchanged()
+
+    # -- a daemon that died is started again by the next run
+    pid_before = inst.kill9()
+    rerun = ansible.run(play(changed))
+    rerun.assert_changed()
+    assert inst.pid() and inst.pid() != pid_before
+
+    # -- purge refuses while the plugin still has volumes (and leaves the daemon running)
+    refused = ansible.run(play(dict(changed, pv_plugin_state='absent', pv_plugin_purge=True)))
+    refused.assert_failed()
+    assert name in refused.stdout
+    assert inst.pid()
+    assert docker('volume', 'rm', name).returncode == 0
+
+    # -- absent removes everything
+    last_pid = inst.pid()
+    absent = ansible.run(play(dict(changed, pv_plugin_state='absent', pv_plugin_purge=True)))
+    absent.assert_changed()
+    wait_dead(last_pid)
+    for path in (inst.socket, inst.config, inst.unit, inst.pidfile, inst.log, inst.root,
+                 os.path.join(inst.base, 'opt')):
+        assert not os.path.exists(path), path
+    assert inst.driver not in docker('volume', 'ls', '--format', '{{.Driver}}').stdout.split()
+    ansible.run(play(dict(changed, pv_plugin_state='absent', pv_plugin_purge=True))).assert_unchanged()
+
+
+def test_role_rejects_bad_arguments(ansible, tmp_path):
+    variables = role_vars('pvtr-bad', str(tmp_path / 'bad'), pv_plugin_backend='nfs')
+    result = ansible.run(play(variables))
+    result.assert_failed()
+    assert 'pv_plugin_backend' in result.stdout
+    variables = role_vars('Bad/Name', str(tmp_path / 'bad'), pv_plugin_install_dependencies=False)
+    result = ansible.run(play(variables))
+    result.assert_failed()
+    assert not os.path.exists(str(tmp_path / 'bad' / 'etc'))
