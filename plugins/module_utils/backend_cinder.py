@@ -147,7 +147,15 @@ def is_transient(exc):
     if ksa_exc is not None and isinstance(exc, ksa_exc.HttpError):
         return getattr(exc, 'http_status', None) in TRANSIENT_STATUS
     name = type(exc).__name__
-    return name in ('ConnectionError', 'ConnectTimeout', 'ReadTimeout', 'ConnectFailure')
+    return name in ('ConnectionError', 'ConnectTimeout', 'ReadTimeout', 'ConnectFailure',
+                    'ServiceDiscoveryException')
+
+
+def is_timeout(exc):
+    """A timed-out request may still be carried out by the server (ambiguous outcome)."""
+    if ksa_exc is not None and isinstance(exc, ksa_exc.ConnectTimeout):
+        return True
+    return 'Timeout' in type(exc).__name__
 
 
 def is_not_found(exc):
@@ -230,6 +238,7 @@ class CinderBackend(Backend):
                 raise PVError('metadata key %s is reserved for ownership marks' % key)
         self._conn = conn
         self._server = None
+        self._retried_tokens = set()
         self.warnings = []
 
     # -- connection ------------------------------------------------------------
@@ -429,16 +438,27 @@ class CinderBackend(Backend):
             try:
                 return self.conn.block_storage.create_volume(**body)
             except Exception as exc:  # pylint: disable=broad-except
+                self._retried_tokens.add(token)
                 if not is_transient(exc):
                     raise PVError('volume %s: OpenStack: creating the Cinder volume failed: %s'
                                   % (request.name, describe_error(exc)))
-                # did it go through anyway? (the answer may be what failed)
-                try:
-                    for raw in self._list_owned(request.name):
-                        if (raw.metadata or {}).get(TOKEN_KEY) == token:
-                            return raw
-                except PVError:
-                    pass
+                # did it go through anyway? (the answer may be what failed). After a timeout
+                # the request may still be on its way: look for it a while before POSTing again.
+                patience = 0
+                if is_timeout(exc):
+                    patience = max(5.0, 2.0 * float(self.params.get('api_timeout') or 0))
+                    patience = min(patience, max(0.0, deadline - time.monotonic()))
+                look_until = time.monotonic() + patience
+                while True:
+                    try:
+                        for raw in self._list_owned(request.name):
+                            if (raw.metadata or {}).get(TOKEN_KEY) == token:
+                                return raw
+                    except PVError:
+                        pass
+                    if time.monotonic() >= look_until:
+                        break
+                    time.sleep(0.5)
                 if time.monotonic() + delay >= deadline:
                     raise PVError('volume %s: OpenStack: creating the Cinder volume failed: %s '
                                   '(gave up retrying after %ss)'
@@ -466,6 +486,7 @@ class CinderBackend(Backend):
                     errors.append(str(exc))
         done = self.wait_status([r for r in created if r is not None], ('available',),
                                 'to become available')
+        self._drop_retry_duplicates(requests, created)
         if errors:
             raise PVError('; '.join(errors))
         out = []
@@ -474,6 +495,26 @@ class CinderBackend(Backend):
             vol.extra['fresh'] = True
             out.append(vol)
         return out
+
+    def _drop_retry_duplicates(self, requests, created):
+        """A POST that timed out may still have been carried out after we retried it: two volumes
+        with the same create token. Both are ours and brand new; keep the one we wait on."""
+        for req, raw in zip(requests, created):
+            if raw is None:
+                continue
+            token = (raw.metadata or {}).get(TOKEN_KEY)
+            if token not in self._retried_tokens:
+                continue
+            for other in self._list_owned(req.name):
+                if other.id != raw.id and (other.metadata or {}).get(TOKEN_KEY) == token \
+                        and not other.attachments:
+                    self.warnings.append('volume %s: removing duplicate %s made by a retried create'
+                                         % (req.name, other.id))
+                    try:
+                        self.call('deleting duplicate volume %s' % other.id,
+                                  self.conn.block_storage.delete_volume, other.id)
+                    except Exception:  # pylint: disable=broad-except
+                        pass
 
     def wait_status(self, raws, wanted, what, timeout=None, check=None):
         """Poll until every volume has a status in ``wanted`` (and ``check(raw)`` holds).
