@@ -21,7 +21,9 @@ daemon's config):
 ``enable_uuid`` (true)
     Set ``disk.EnableUUID=TRUE`` on the VM so the guest shows disk WWNs.
 ``guest_sys_root`` / ``guest_dev_root``
-    Where the guest's sysfs and ``/dev`` are (tests only; ``/sys``, ``/dev``).
+    Where the guest's sysfs and ``/dev`` are (``/sys``, ``/dev``); for the test harness only,
+    which sets them through ``PV_VSPHERE_GUEST_SYS_ROOT`` / ``PV_VSPHERE_GUEST_DEV_ROOT``
+    (the ``volume`` module does not expose them).
 
 Identity of a volume: its VMDK path (``BackendVolume.id``) plus the disk uuid
 when the server reports one. Ownership: the ``<name>.pv.json`` marker next to
@@ -33,6 +35,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
 import threading
 import time
 
@@ -61,8 +64,8 @@ class VSphereBackend(Backend):
         if not vc.HAS_PYVMOMI:
             raise PVError('the vsphere backend needs the pyvmomi Python package (pip install pyvmomi)')
         p = self.params
-        self.sys_root = p.get('guest_sys_root') or '/sys'
-        self.dev_root = p.get('guest_dev_root') or '/dev'
+        self.sys_root = p.get('guest_sys_root') or os.environ.get('PV_VSPHERE_GUEST_SYS_ROOT') or '/sys'
+        self.dev_root = p.get('guest_dev_root') or os.environ.get('PV_VSPHERE_GUEST_DEV_ROOT') or '/dev'
         self.defaults = {
             'datastore': p.get('datastore'),
             'provisioning': p.get('provisioning') or 'thin',

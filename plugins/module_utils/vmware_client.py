@@ -25,11 +25,11 @@ import time
 import traceback
 
 try:
+    from http.client import HTTPSConnection, HTTPException
     from urllib.parse import quote
-    from urllib.request import Request, urlopen
-    from urllib.error import HTTPError, URLError
 except ImportError:  # pragma: no cover - Python 2
-    pass
+    from httplib import HTTPSConnection, HTTPException  # pylint: disable=import-error
+    from urllib import quote  # pylint: disable=no-name-in-module
 
 from .common import PVError
 
@@ -363,8 +363,8 @@ class VSphere(object):
         browser = datastore.browser
         spec = vim.host.DatastoreBrowser.SearchSpec(
             matchPattern=list(patterns),
-            details=vim.host.DatastoreBrowser.FileInfo.Details(fileSize=True, fileType=True,
-                                                              modification=True))
+            details=vim.host.DatastoreBrowser.FileInfo.Details(
+                fileSize=True, fileType=True, modification=True))
         if disk_details:
             spec.query = [vim.host.DatastoreBrowser.VmDiskQuery(
                 details=vim.host.DatastoreBrowser.VmDiskQuery.Details(
@@ -395,35 +395,37 @@ class VSphere(object):
             if fault_name(exc.fault) != 'FileNotFound':
                 raise
 
-    def _folder_url(self, path, datacenter):
+    def _folder_path(self, path, datacenter):
+        """The ``/folder`` URL path of a datastore file (vCenter/ESXi datastore HTTP access)."""
         ds, rel = split_ds_path(path)
-        return 'https://%s:%s/folder/%s?dcPath=%s&dsName=%s' % (
-            self.conn['hostname'], self.conn['port'], quote(rel),
-            quote(self.inventory_path(datacenter)), quote(ds))
+        return '/folder/%s?dcPath=%s&dsName=%s' % (quote(rel), quote(self.inventory_path(datacenter)), quote(ds))
 
     def _http(self, method, path, datacenter, data=None):
         ctx = ssl.create_default_context()
         if not self.conn['validate_certs']:
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
-        req = Request(self._folder_url(path, datacenter), data=data, method=method)
+        headers = {}
         cookie = getattr(self.si._stub, 'cookie', None)
         if cookie:
-            req.add_header('Cookie', cookie)
+            headers['Cookie'] = cookie
         if data is not None:
-            req.add_header('Content-Type', 'application/octet-stream')
+            headers['Content-Type'] = 'application/octet-stream'
+            headers['Content-Length'] = str(len(data))
+        conn = HTTPSConnection(self.conn['hostname'], self.conn['port'], context=ctx, timeout=60)
         try:
-            resp = urlopen(req, context=ctx, timeout=60)
-            try:
-                return resp.read()
-            finally:
-                resp.close()
-        except HTTPError as exc:
-            if exc.code == 404:
-                return None
-            raise PVError('%s %s on the datastore failed: HTTP %s %s' % (method, path, exc.code, exc.reason))
-        except URLError as exc:
-            raise PVError('%s %s on the datastore failed: %s' % (method, path, exc.reason))
+            conn.request(method, self._folder_path(path, datacenter), body=data, headers=headers)
+            resp = conn.getresponse()
+            body = resp.read()
+        except (HTTPException, socket.error, OSError) as exc:
+            raise PVError('%s %s on the datastore failed: %s' % (method, path, exc))
+        finally:
+            conn.close()
+        if resp.status == 404 and method == 'GET':
+            return None
+        if resp.status >= 300:
+            raise PVError('%s %s on the datastore failed: HTTP %s %s' % (method, path, resp.status, resp.reason))
+        return body
 
     def read_file(self, path, datacenter):
         """Contents of a small datastore file (bytes), None when missing."""

@@ -543,8 +543,9 @@ def ensure_disk(client, vm, want, check_mode=False, disks=None):
                     raise PVError('refusing to destroy %s: it is attached to VM %s'
                                   % (filename, ', '.join('%s (%s)' % (n, v._moId) for v, n in others)))
         if attached is not None:
-            actions.append('%s %s from SCSI(%s:%s)' % ('detach and destroy' if destroy else 'detach (keeping the file)',
-                                                      filename, attached['controller_bus'], attached['unit_number']))
+            verb = 'detach and destroy' if destroy else 'detach (keeping the file)'
+            actions.append('%s %s from SCSI(%s:%s)'
+                           % (verb, filename, attached['controller_bus'], attached['unit_number']))
         elif destroy and exists:
             actions.append('destroy detached %s' % filename)
         after_disk = None

@@ -25,7 +25,7 @@ description:
   - Ensures C(disk.EnableUUID=TRUE) on the VM, so the guest shows the disk as
     C(/dev/disk/by-id/wwn-0x6000c29...) (after a power cycle of the VM).
 author:
-  - persistent_volumes.docker contributors
+  - persistent_volumes.docker contributors (@persistent-volumes)
 extends_documentation_fragment:
   - persistent_volumes.docker.vmware
 attributes:

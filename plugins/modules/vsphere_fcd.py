@@ -18,11 +18,12 @@ description:
   - O(state=present) creates the disk when missing and extends it when O(size) is bigger; shrinking is refused.
     O(attached) attaches it to, or detaches it from, the VM given by O(vm_name), O(vm_uuid) or O(vm_moid).
   - O(state=absent) deletes the disk named by O(name) or O(disk_id) (refused while it is attached).
-  - O(state=list) returns the FCDs of the datastore(s) in RV(disks) and changes nothing.
+  - Without O(name) and O(disk_id) the module only lists the FCDs of the datastore(s) (or of the datacenter)
+    in RV(disks) and changes nothing.
   - A server that lacks a call (for example the govmomi simulator has no C(ExtendDisk_Task), C(AttachDisk_Task)
     or C(DetachDisk_Task)) makes the module fail with a message naming the missing vSphere API; nothing is changed.
 author:
-  - persistent_volumes.docker contributors
+  - persistent_volumes.docker contributors (@persistent-volumes)
 extends_documentation_fragment:
   - persistent_volumes.docker.vmware
 attributes:
@@ -66,9 +67,9 @@ options:
     description: V(true) attaches the disk to the VM, V(false) detaches it from the VM; unset leaves it as it is.
     type: bool
   state:
-    description: Desired state; V(list) only reads.
+    description: Desired state of the disk named by O(name) or O(disk_id).
     type: str
-    choices: [present, absent, list]
+    choices: [present, absent]
     default: present
 seealso:
   - module: persistent_volumes.docker.vsphere_disk
@@ -82,10 +83,9 @@ EXAMPLES = r'''
     size: 50GiB
   delegate_to: localhost
 
-- name: List the First Class Disks of a datastore
+- name: List the First Class Disks of a datastore (no name, no id)
   persistent_volumes.docker.vsphere_fcd:
     datastore: vsan-01
-    state: list
   register: fcds
   delegate_to: localhost
 
@@ -106,13 +106,13 @@ EXAMPLES = r'''
 RETURN = r'''
 disk:
   description: The First Class Disk after the run (empty when absent).
-  returned: when O(state) is not V(list)
+  returned: when O(name) or O(disk_id) is given
   type: dict
   sample: {id: 2b1e9c4e-..., name: shared-data, datastore: vsan-01, filename: "[vsan-01] fcd/2b1e....vmdk",
            size: 53687091200, size_human: 50GiB, provisioning: thin, attached_to: []}
 disks:
-  description: The First Class Disks found (with O(name), only those of that name).
-  returned: when O(state=list)
+  description: The First Class Disks found.
+  returned: when neither O(name) nor O(disk_id) is given
   type: list
   elements: dict
 actions:
@@ -143,12 +143,11 @@ class VSphereFcdModule(PVModule):
         vm_uuid=dict(type='str'),
         vm_moid=dict(type='str'),
         attached=dict(type='bool'),
-        state=dict(type='str', default='present', choices=['present', 'absent', 'list']),
+        state=dict(type='str', default='present', choices=['present', 'absent']),
     )
     module_kwargs = dict(
         mutually_exclusive=[('vm_name', 'vm_uuid', 'vm_moid'), ('name', 'disk_id')],
-        required_if=[('state', 'present', ('name', 'disk_id'), True),
-                     ('state', 'absent', ('name', 'disk_id'), True)],
+        required_if=[('state', 'absent', ('name', 'disk_id'), True)],
     )
     requirements = (('pyvmomi', vc.HAS_PYVMOMI, vc.PYVMOMI_IMP_ERR),)
 
@@ -160,7 +159,9 @@ class VSphereFcdModule(PVModule):
             if p['vm_name'] or p['vm_uuid'] or p['vm_moid']:
                 vm = client.find_vm(name=p['vm_name'], uuid=p['vm_uuid'], moid=p['vm_moid'],
                                     datacenter=p['datacenter'])
-            want = dict(state=p['state'], name=p['name'], disk_id=p['disk_id'], datacenter=p['datacenter'],
+            listing = not (p['name'] or p['disk_id'])
+            want = dict(state='list' if listing else p['state'], name=p['name'], disk_id=p['disk_id'],
+                        datacenter=p['datacenter'],
                         datastore=p['datastore'], size=parse_size(p['size']) if p['size'] else None,
                         provisioning=p['provisioning'], vm=vm, attached=p['attached'])
             result = fcd.ensure_fcd(client, want, check_mode=self.check_mode)

@@ -73,8 +73,9 @@ def test_wwn_from_disk_uuid():
     assert guest.disk_wwn(UUID_SDB) == '6000c29d45ef3a5e7c1f9e31a12b8c2d'
     assert guest.disk_wwn('60 00 C2 9d 45 ef 3a 5e-7c 1f 9e 31 a1 2b 8c 2d') == '6000c29d45ef3a5e7c1f9e31a12b8c2d'
     assert guest.disk_wwn(None) is None and guest.disk_wwn('not-a-uuid') is None
-    assert guest.wwn_locators(UUID_SDB, '/dev') == ['/dev/disk/by-id/wwn-0x6000c29d45ef3a5e7c1f9e31a12b8c2d',
-                                                   '/dev/disk/by-id/scsi-36000c29d45ef3a5e7c1f9e31a12b8c2d']
+    assert guest.wwn_locators(UUID_SDB, '/dev') == [
+        '/dev/disk/by-id/wwn-0x6000c29d45ef3a5e7c1f9e31a12b8c2d',
+        '/dev/disk/by-id/scsi-36000c29d45ef3a5e7c1f9e31a12b8c2d']
 
 
 def test_wwn_locator_resolves_and_size_is_checked(tree):

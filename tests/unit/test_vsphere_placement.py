@@ -140,8 +140,8 @@ def test_fault_text_hides_go_type_names():
 def test_connection_params_env_fallback():
     env = {'VMWARE_HOST': 'vc', 'VMWARE_USER': 'u', 'VMWARE_PASSWORD': 'p', 'VMWARE_PORT': '8443',
            'VMWARE_VALIDATE_CERTS': 'no'}
-    assert vc.connection_params({}, env) == {'hostname': 'vc', 'username': 'u', 'password': 'p', 'port': 8443,
-                                              'validate_certs': False}
+    assert vc.connection_params({}, env) == {
+        'hostname': 'vc', 'username': 'u', 'password': 'p', 'port': 8443, 'validate_certs': False}
     assert vc.connection_params({'hostname': 'h', 'port': 443, 'validate_certs': True}, env)['hostname'] == 'h'
     assert vc.connection_params({'username': 'a', 'password': 'b', 'hostname': 'h'}, {})['validate_certs'] is True
     with pytest.raises(PVError, match='hostname is required'):

@@ -47,10 +47,11 @@ def test_create_list_delete(ansible, vs, vsphere_auth, uid):
         ansible.run([task(args)]).assert_unchanged()
         ansible.run([task(dict(args, size=None))]).assert_unchanged()
 
-        r = ansible.run([task(dict(vsphere_auth, datastore=DATASTORE, state='list', name=name))])
+        r = ansible.run([task(dict(vsphere_auth, datastore=DATASTORE))])
         r.assert_unchanged()
-        assert [d['id'] for d in r.result('fcd')['disks']] == [disk['id']]
-        r = ansible.run([task(dict(vsphere_auth, state='list'))])
+        assert disk['id'] in [d['id'] for d in r.result('fcd')['disks']]
+        assert [d for d in r.result('fcd')['disks'] if d['id'] == disk['id']][0]['name'] == name
+        r = ansible.run([task(dict(vsphere_auth, datacenter='DC0'))])
         assert disk['id'] in [d['id'] for d in r.result('fcd')['disks']]
 
         r = ansible.run([task(dict(args, size='16MiB'))])
@@ -103,7 +104,7 @@ def test_duplicate_names_need_an_id(ansible, vs, vsphere_auth, uid):
     name = uid + '-dup'
     ds = vs.find_datastore(DATASTORE, vs.datacenter('DC0'))
     from pyVmomi import vim
-    for _ in range(2):
+    for _i in range(2):
         spec = vim.vslm.CreateSpec(name=name, capacityInMB=8, backingSpec=vim.vslm.CreateSpec.DiskFileBackingSpec(
             datastore=ds, provisioningType='thin'))
         vs.wait(vs.content.vStorageObjectManager.CreateDisk_Task(spec), 'create')

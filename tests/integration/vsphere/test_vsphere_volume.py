@@ -33,21 +33,22 @@ def volume_task(name, vsphere, root, **kw):
 
 def run_in_container(docker_client, image, cleanup, name, volume, script):
     cname = cleanup.container(name)
-    out = docker_client.containers.run(image, ['sh', '-c', script], name=cname,
+    out = docker_client.containers.run(image, ['sh', '-c', script], name=cname, network_mode='none',
                                        volumes={volume: {'bind': '/data', 'mode': 'rw'}})
     docker_client.containers.get(cname).remove(v=False)
     return out.decode().strip()
 
 
 @pytest.fixture
-def setup(vs, vsphere_auth, test_vm, uid, guest, tmp_path, cleanup, docker_client, busybox_image):
+def setup(ansible, vs, vsphere_auth, test_vm, uid, guest, tmp_path, cleanup, docker_client, busybox_image):
     emu = guest(test_vm)
     root = str(tmp_path / (uid + '-root'))
     name = uid + '-data'
-    vsphere = dict(vsphere_auth, vm_name=test_vm.name, datastore=DATASTORE, guest_sys_root=emu.sys_root)
-    cleanup.docker_volume(name)
+    vsphere = dict(vsphere_auth, vm_name=test_vm.name, datastore=DATASTORE)
+    cleanup.path(root)              # last: after the prefix sweep has unmounted what is left
     cleanup.fstab(uid)
-    cleanup.path(root)
+    cleanup.docker_volume(name)
+    ansible.env['PV_VSPHERE_GUEST_SYS_ROOT'] = emu.sys_root     # the emulated guest's sysfs
     return emu, root, name, vsphere
 
 
@@ -134,7 +135,8 @@ def test_volume_refuses_a_device_of_the_wrong_size(ansible, vs, vsphere_auth, te
     name = uid + '-bad'
     cleanup.fstab(uid)
     cleanup.docker_volume(name)
-    vsphere = dict(vsphere_auth, vm_name=test_vm.name, datastore=DATASTORE, guest_sys_root=emu.sys_root)
+    vsphere = dict(vsphere_auth, vm_name=test_vm.name, datastore=DATASTORE)
+    ansible.env['PV_VSPHERE_GUEST_SYS_ROOT'] = emu.sys_root
     r = ansible.run([volume_task(name, vsphere, root)])
     r.assert_failed()
     msg = r.result('volume')['msg']
