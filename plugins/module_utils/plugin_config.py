@@ -23,7 +23,8 @@ Example (every key but ``backend`` is optional)::
 
 ``backend_params`` is handed to the backend unchanged (for cinder e.g. the
 clouds.yaml path and cloud name, for vsphere the vCenter host and credentials),
-except that for cinder ``force_detach`` defaults to true: a volume attached to
+except that for cinder ``clouds_yaml`` (a path) becomes the daemon's
+``OS_CLIENT_CONFIG_FILE`` (with ``cloud`` naming the entry) and ``force_detach`` defaults to true: a volume attached to
 another server is taken over only when that server is SHUTOFF (the backend's
 fencing, on unless ``fencing: false``);
 values under keys that look secret are collected so the daemon can scrub them
@@ -70,11 +71,17 @@ class PluginConfig(object):
         self.backend_params = raw.get('backend_params') or {}
         if not isinstance(self.backend_params, dict):
             raise PVError('backend_params must be a mapping')
+        self.environment = {}
         if self.backend == 'cinder':
             # a global volume follows its containers between hosts: take it over from a
             # server that is SHUTOFF (fenced force-detach; the backend refuses a running one)
             self.backend_params = dict(self.backend_params)
             self.backend_params.setdefault('force_detach', True)
+            clouds_yaml = self.backend_params.pop('clouds_yaml', None)
+            if clouds_yaml:
+                if not isinstance(clouds_yaml, str) or not os.path.isabs(clouds_yaml):
+                    raise PVError('backend_params.clouds_yaml must be an absolute path')
+                self.environment['OS_CLIENT_CONFIG_FILE'] = clouds_yaml
         self.root = raw.get('root') or os.path.join(PLUGIN_ROOT, self.driver)
         self.socket = raw.get('socket') or os.path.join(SOCKET_DIR, self.driver + '.sock')
         for key in ('root', 'socket'):

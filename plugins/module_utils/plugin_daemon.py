@@ -136,6 +136,7 @@ class VolumeDriver(object):
 
     def __init__(self, config, engine_factory=None, probe=None, mounts=None, logger=None):
         self.cfg = config
+        os.environ.update(getattr(config, 'environment', {}))
         self.root = config.root
         self.mounts_dir = os.path.join(self.root, 'mounts')
         self.lock = threading.RLock()

@@ -485,3 +485,11 @@ def test_config_cinder_enables_fenced_force_detach():
     assert PluginConfig({'backend': 'cinder', 'backend_params': {'force_detach': False}}) \
         .backend_params['force_detach'] is False
     assert 'force_detach' not in PluginConfig({'backend': 'vsphere'}).backend_params
+
+
+def test_config_cinder_clouds_yaml_becomes_environment():
+    cfg = PluginConfig({'backend': 'cinder', 'backend_params': {'cloud': 'c1', 'clouds_yaml': '/etc/pv/clouds.yaml'}})
+    assert cfg.environment == {'OS_CLIENT_CONFIG_FILE': '/etc/pv/clouds.yaml'}
+    assert 'clouds_yaml' not in cfg.backend_params and cfg.backend_params['cloud'] == 'c1'
+    with pytest.raises(PVError, match='clouds_yaml'):
+        PluginConfig({'backend': 'cinder', 'backend_params': {'clouds_yaml': 'relative.yaml'}})
