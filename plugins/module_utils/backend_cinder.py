@@ -812,11 +812,18 @@ class CinderBackend(Backend):
         return self.delete_many([volume])
 
     def delete_many(self, volumes):
+        fresh = []
         for vol in volumes:
             self._ensure_ours(vol, 'delete')
+            raw = self._get(vol.id)            # the caller's copy may predate a detach
+            if raw is None:
+                continue
+            vol = self.to_backend_volume(raw, vol.name)
+            fresh.append(vol)
             if vol.extra.get('attached_servers'):
                 raise PVError('volume %s (%s) is still attached to server(s) %s; detach it first'
                               % (vol.name, vol.id, ', '.join(vol.extra['attached_servers'])))
+        volumes = fresh
         for vol in volumes:
             try:
                 self.call('deleting volume %s' % vol.id, self.conn.block_storage.delete_volume, vol.id)

@@ -10,7 +10,7 @@ a sparse file of the volume's size on a loop device, linked under that name
 
     guest_device.py publish VOLUME_ID SIZE_BYTES [--name virtio-<id20>] [--dir STATE_DIR]
     guest_device.py resize VOLUME_ID SIZE_BYTES      # grow the backing file + losetup -c
-    guest_device.py unpublish VOLUME_ID              # remove the link, detach the loop, delete the file
+    guest_device.py unpublish VOLUME_ID [--keep-image]  # remove the link, detach the loop, delete the file
     guest_device.py list
 
 Used by the integration tests (importable: publish/unpublish/resize).
@@ -65,7 +65,8 @@ def publish(volume_id, size, name=None, state_dir=STATE_DIR, byid=BYID):
     os.makedirs(state_dir, exist_ok=True)
     os.makedirs(byid, exist_ok=True)
     image = os.path.join(state_dir, '%s.img' % name)
-    if key in data and os.path.exists(data[key]['loop']):
+    if key in data and data[key]['loop'] and os.path.exists(data[key]['loop']) \
+            and os.path.islink(data[key]['link']):
         return data[key]['link'], data[key]['loop']
     with open(image, 'ab') as handle:
         handle.truncate(size)
@@ -91,8 +92,11 @@ def resize(volume_id, size, state_dir=STATE_DIR):
     _save(state_dir, data)
 
 
-def unpublish(volume_id=None, state_dir=STATE_DIR):
-    """Remove what publish made for ``volume_id`` (all when None). Never raises."""
+def unpublish(volume_id=None, state_dir=STATE_DIR, keep_image=False):
+    """Remove what publish made for ``volume_id`` (all when None). Never raises.
+
+    ``keep_image``: keep the backing file (a detach: the volume's data stays in "Cinder",
+    and the next publish of the same volume shows the same data)."""
     data = _load(state_dir)
     errors = []
     for key in list(data):
@@ -107,6 +111,9 @@ def unpublish(volume_id=None, state_dir=STATE_DIR):
             for line in out.splitlines():
                 dev = line.split(':', 1)[0]
                 subprocess.run(['losetup', '-d', dev], stderr=subprocess.PIPE)
+            if keep_image:
+                item['loop'] = ''
+                continue
             if os.path.exists(item['image']):
                 os.unlink(item['image'])
             del data[key]
@@ -128,6 +135,7 @@ def main():
     p.add_argument('size', type=int)
     p = sub.add_parser('unpublish')
     p.add_argument('volume_id', nargs='?')
+    p.add_argument('--keep-image', action='store_true')
     sub.add_parser('list')
     args = parser.parse_args()
     if args.cmd == 'publish':
@@ -135,7 +143,7 @@ def main():
     elif args.cmd == 'resize':
         resize(args.volume_id, args.size)
     elif args.cmd == 'unpublish':
-        errors = unpublish(args.volume_id)
+        errors = unpublish(args.volume_id, keep_image=args.keep_image)
         for err in errors:
             sys.stderr.write(err + '\n')
         return 1 if errors else 0

@@ -20,6 +20,7 @@ __metaclass__ = type
 import importlib.util
 import os
 import subprocess
+import threading
 import time
 
 import pytest
@@ -214,3 +215,99 @@ def docker_host(conn):
 @pytest.fixture(scope='session')
 def other_host(conn):
     return conn.compute.find_server('pv-other-host', ignore_missing=False)
+
+
+class Hypervisor(object):
+    """Plays KVM + udev for pv-docker-host: while a volume named ``<uid>...`` is attached to it,
+    a loop device of the volume's size is linked at /dev/disk/by-id/virtio-<id[:20]>; resized when
+    Cinder's size changes; removed when detached. ``hide``: names never published;
+    ``wrong_size``: name -> bytes to publish instead of the real size."""
+
+    def __init__(self, conn, server_id, prefix):
+        self.conn = conn
+        self.server_id = server_id
+        self.prefix = prefix
+        self.hide = set()
+        self.wrong_size = {}
+        self.published = {}          # volume id -> size published
+        self.kept = set()            # detached volumes whose backing file is kept
+        self.errors = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def _loop(self):
+        import openstack
+        os.environ['OS_CLIENT_CONFIG_FILE'] = CLOUDS_YAML
+        conn = openstack.connect(cloud='pvtest')
+        while not self._stop.is_set():
+            try:
+                self.sync(conn)
+            except Exception as exc:  # pylint: disable=broad-except
+                self.errors.append(repr(exc))
+            self._stop.wait(0.2)
+        conn.close()
+
+    def sync(self, conn):
+        seen = set()
+        existing = set()
+        for vol in conn.block_storage.volumes(details=True):
+            existing.add(vol.id)
+            name = (vol.metadata or {}).get('pv_name') or vol.name or ''
+            if not name.startswith(self.prefix) or name in self.hide:
+                continue
+            # attached here (status in-use, extending, ...): the guest has the disk
+            here = any(a.get('server_id') == self.server_id for a in vol.attachments or [])
+            if not here or vol.status in ('available', 'reserved', 'attaching'):
+                continue
+            seen.add(vol.id)
+            size = self.wrong_size.get(name, int(vol.size) * 1024 ** 3)
+            if vol.id not in self.published:
+                guest_device.publish(vol.id, size)
+                self.published[vol.id] = size
+            elif self.published[vol.id] != size and size > self.published[vol.id]:
+                guest_device.resize(vol.id, size)
+                self.published[vol.id] = size
+        for vid in list(self.published):
+            if vid not in seen:
+                # detached: the disk leaves the guest, its data stays with the volume
+                guest_device.unpublish(vid, keep_image=vid in existing)
+                del self.published[vid]
+                if vid in existing:
+                    self.kept.add(vid)
+        for vid in list(self.kept):
+            if vid not in existing:          # deleted in Cinder: drop the data
+                guest_device.unpublish(vid)
+                self.kept.discard(vid)
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(10)
+        for vid in list(self.published) + list(self.kept):
+            _umount_source(guest_device, vid)
+            guest_device.unpublish(vid)
+        self.published.clear()
+        self.kept.clear()
+
+
+def _umount_source(gd, volume_id):
+    """Unmount what is mounted from the loop device of ``volume_id`` (a test left it mounted)."""
+    data = gd._load(gd.STATE_DIR)
+    loops = set(os.path.realpath(item['loop']) for item in data.values() if item['volume_id'] == volume_id)
+    with open('/proc/self/mountinfo') as handle:
+        for line in handle:
+            fields = line.split()
+            sep = fields.index('-')
+            source = fields[sep + 2]
+            if os.path.realpath(source) in loops:
+                subprocess.run(['umount', '-l', fields[4]], check=False)
+
+
+@pytest.fixture
+def hypervisor(conn, uid, docker_host):
+    hv = Hypervisor(conn, docker_host.id, uid).start()
+    yield hv
+    hv.stop()
