@@ -17,9 +17,9 @@ description:
   - Returns the attachment and the B(stable device ids) under which the volume appears inside the guest
     (C(/dev/disk/by-id/virtio-<id[:20]>), C(virtio-<id>), C(scsi-0QEMU_QEMU_HARDDISK_<id[:20]>),
     C(scsi-0QEMU_QEMU_HARDDISK_<id>), C(wwn-0x<id without dashes>)). The device name Nova reports
-    (RV(attachments[].device_hint)) is only a hint that KVM ignores: never use it to find the disk.
+    (RV(attachments[].device_hint)) is only a hint that KVM ignores; never use it to find the disk.
   - A volume attached to ANOTHER server is refused, unless O(force_detach=true); even then only when that
-    server is C(SHUTOFF) (fencing: a running server may still write to it), unless O(fencing=false).
+    server is C(SHUTOFF) (fencing; a running server may still write to it), unless O(fencing=false).
   - Several volumes (O(volumes)) are attached in one call and waited for in one batch.
 author:
   - persistent_volumes.docker contributors
@@ -46,9 +46,9 @@ options:
   server:
     description:
       - The Nova server, by name or id.
-      - If not set, the server the module runs on is used, found in its instance metadata: the config drive
+      - If not set, the server the module runs on is used, found in its instance metadata. First the config drive
         (a filesystem labelled C(config-2), file C(openstack/latest/meta_data.json)), then the metadata
-        service C(http://169.254.169.254/openstack/latest/meta_data.json) (its C(uuid) field).
+        service at U(http://169.254.169.254/openstack/latest/meta_data.json); its C(uuid) field is the server id.
     type: str
   state:
     description: V(present) attaches, V(absent) detaches from O(server).

@@ -13,8 +13,8 @@ module: cinder_volume
 short_description: Create, grow and delete OpenStack Cinder volumes owned by this collection
 version_added: 0.1.0
 description:
-  - Creates a Cinder volume, or finds the one this collection created under that name, and makes it match:
-    size (grown by re-running with a bigger O(size); shrinking is refused), description, metadata.
+  - Creates a Cinder volume, or finds the one this collection created under that name, and makes it match
+    the size (grown by re-running with a bigger O(size); shrinking is refused), description and metadata.
   - Cinder allows duplicate names, so volumes this collection creates carry the ownership metadata
     C(pv_managed=persistent_volumes.docker) and C(pv_name=<name>), set in the create call itself.
     Lookups filter on that metadata; a volume without it is never modified or deleted, even if it has
@@ -42,7 +42,7 @@ options:
   id:
     description:
       - Id of an existing Cinder volume to manage under O(name), even if this collection did not create it
-        (adoption: the ownership metadata is added on the first change).
+        (adoption; the ownership metadata is added on the first change).
     type: str
     aliases: [adopt_id]
   volumes:
