@@ -64,7 +64,8 @@ def test_busybox_container_and_cleanup(docker_client, busybox_image, uid, cleanu
     vol = cleanup.docker_volume(docker_client.volumes.create(name=uid + '-vol').name)
     name = cleanup.container(uid + '-writer')
     out = docker_client.containers.run(busybox_image, ['sh', '-c', 'echo data > /data/x && cat /data/x'],
-                                       name=name, volumes={vol: {'bind': '/data', 'mode': 'rw'}})
+                                       name=name, volumes={vol: {'bind': '/data', 'mode': 'rw'}},
+                                       network_mode='none')
     assert out.strip() == b'data'
     # loop device + mount + fstab line, all swept by the prefix even without explicit registration
     img = str(tmp_path / (uid + '.img'))
