@@ -159,6 +159,8 @@ def get_backend(name, params=None):
             from . import backend_cinder  # noqa: F401 pylint: disable=unused-import
         elif name == 'vsphere':
             from . import backend_vsphere  # noqa: F401 pylint: disable=unused-import
+        elif name == 'device':
+            from . import backend_device  # noqa: F401 pylint: disable=unused-import
     if name not in _REGISTRY:
-        raise PVError('unknown backend %r (known: loop, cinder, vsphere)' % (name,))
+        raise PVError('unknown backend %r (known: loop, cinder, vsphere, device)' % (name,))
     return _REGISTRY[name](params)

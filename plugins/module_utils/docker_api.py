@@ -46,7 +46,9 @@ class DockerVolumes(object):
     def volumes(self):
         if self._volumes is None:
             try:
-                listing = self.api.volumes() or {}
+                # only the local driver: an unfiltered list asks every volume plugin too,
+                # and a dead plugin stalls it for ~15 s
+                listing = self.api.volumes(filters={'driver': 'local'}) or {}
             except (APIError, DockerException) as exc:
                 raise PVError('cannot list Docker volumes: %s' % exc)
             self._volumes = dict((v['Name'], v) for v in listing.get('Volumes') or [])

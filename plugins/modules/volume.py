@@ -54,9 +54,14 @@ options:
     choices: [present, detached, absent]
     default: present
   backend:
-    description: Storage backend.
+    description:
+      - Storage backend.
+      - V(device) provisions nothing; it runs the host-side chain on storage already attached to this host
+        and found by the stable links in O(volumes[].backend_options.locators) (with C(size) and C(id)), as returned by
+        M(persistent_volumes.docker.cinder_attachment) or M(persistent_volumes.docker.vsphere_disk) run where the
+        cloud credentials are (see the C(volumes) role's C(pv_cloud_delegate_to)).
     type: str
-    choices: [loop, cinder, vsphere]
+    choices: [loop, cinder, vsphere, device]
     default: loop
   size:
     description:
@@ -356,7 +361,7 @@ class VolumeModule(PVModule):
         name=dict(type='str'),
         volumes=dict(type='list', elements='dict'),
         state=dict(type='str', default='present', choices=['present', 'detached', 'absent']),
-        backend=dict(type='str', default='loop', choices=['loop', 'cinder', 'vsphere']),
+        backend=dict(type='str', default='loop', choices=['loop', 'cinder', 'vsphere', 'device']),
         size=dict(type='str'),
         fstype=dict(type='str', default='ext4', choices=['ext4', 'xfs']),
         mount_path=dict(type='path'),
