@@ -780,6 +780,9 @@ def bind(path, driver, log_line):
     directory = os.path.dirname(path)
     if not os.path.isdir(directory):
         os.makedirs(directory, 0o700)
+    if os.stat(directory).st_mode & 0o077:
+        os.chmod(directory, 0o700)          # the plugin sockets are root's only
+        log_line('made %s root-only (0700)' % directory)
     if os.path.exists(path):
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         probe.settimeout(2)

@@ -3,6 +3,10 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Fixtures for the volume-plugin tests (real dockerd, real loop devices, mkfs, mount).
 
+* ``engine`` (session) -> :class:`pv_plugin_helpers.PrivateDockerd`: the private dockerd
+  the plugin tests use (its own mount namespace and /run/docker/plugins), so that the
+  shared engine never activates, and then forever caches, a test plugin.
+* ``pcleanup`` -> the shared :class:`Cleanup` sweeping the private engine and the host.
 * ``plugin`` (module scope) -> :class:`pv_plugin_helpers.PluginInstance`: the daemon
   installed by the ``persistent_volumes.docker.volume_plugin`` role (pidfile service
   manager: PID 1 is not systemd here) with its own driver name, root, install dir and
@@ -20,8 +24,12 @@ import importlib.util
 import os
 import secrets
 import sys
+import tempfile
+import warnings
 
 import pytest
+
+import pv_integration_helpers as helpers
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _spec = importlib.util.spec_from_file_location('pv_plugin_helpers', os.path.join(_HERE, 'pv_plugin_helpers.py'))
@@ -30,12 +38,38 @@ sys.modules['pv_plugin_helpers'] = ph
 _spec.loader.exec_module(ph)
 
 
+@pytest.fixture(scope='session')
+def engine(docker_client, busybox_image):
+    """The private dockerd every plugin test talks to (see :class:`pv_plugin_helpers.PrivateDockerd`)."""
+    base = tempfile.mkdtemp(prefix='pvd-', dir='/tmp')
+    eng = ph.PrivateDockerd(base, 'pvd' + secrets.token_hex(3))
+    try:
+        eng.start()
+        eng.load_image(busybox_image)
+        yield eng
+    finally:
+        eng.cleanup()
+
+
+@pytest.fixture
+def pcleanup(uid, engine):
+    """The shared Cleanup, sweeping the private engine (containers, volumes) and the host
+    (mounts, loop devices) for everything named with ``uid``."""
+    c = helpers.Cleanup(uid, docker_client_factory=engine.client)
+    yield c
+    action_errors, leftovers = c.run()
+    for err in action_errors:
+        warnings.warn('cleanup: %s' % err)
+    if leftovers:
+        pytest.fail('cleanup could not remove resources named %s:\n  %s' % (uid, '\n  '.join(leftovers)),
+                    pytrace=False)
+
+
 @pytest.fixture(scope='module')
-def plugin(ansible_session, docker_client, busybox_image, tmp_path_factory):
+def plugin(ansible_session, engine):
     driver = 'pvtp-' + secrets.token_hex(3)
-    base = str(tmp_path_factory.mktemp(driver))
-    variables = ph.role_vars(driver, base)
-    instance = ph.PluginInstance(driver, base, variables)
+    variables = ph.plugin_vars(engine, driver)
+    instance = ph.PluginInstance(driver, os.path.dirname(variables['pv_plugin_root']), variables, engine.cli)
     try:
         result = ansible_session.run(ph.play(variables))
         result.assert_ok()
@@ -43,8 +77,9 @@ def plugin(ansible_session, docker_client, busybox_image, tmp_path_factory):
         yield instance
     finally:
         if instance.pid():
-            ph.remove_driver_objects(driver)
+            ph.remove_driver_objects(driver, engine.cli)
         absent = ansible_session.run(ph.play(dict(variables, pv_plugin_state='absent', pv_plugin_purge=True)))
         leftovers = ph.safety_net(instance)
+        engine.restart()            # Docker caches a legacy plugin until it restarts
         absent.assert_ok()
         assert not leftovers, 'left behind: %s' % leftovers

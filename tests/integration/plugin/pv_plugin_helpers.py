@@ -6,9 +6,9 @@
 * :func:`role_vars` / :func:`play`: the ``volume_plugin`` role for a driver under a base dir.
 * :class:`PluginInstance`: one installed daemon (pid, ctl, record, mounts, loop devices).
 * :func:`http` / :func:`raw`: requests straight to the plugin socket.
-* :class:`PrivateDockerd`: a second dockerd (own data root, exec root and socket,
-  its own bridge) to restart without disturbing the shared engine; Docker discovers
-  plugins in /run/docker/plugins for every engine on the host.
+* :class:`PrivateDockerd`: the engine the plugin tests use (own data root, exec root,
+  socket, bridge, and a private /run/docker/plugins in its own mount namespace), so the
+  shared engine never sees (and never caches) a test plugin; restartable at will.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -21,6 +21,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 import pv_integration_helpers as helpers
@@ -43,6 +44,14 @@ def role_vars(driver, base, **extra):
     }
     values.update(extra)
     return values
+
+
+def plugin_vars(engine, driver, **extra):
+    """Role variables for a test plugin: files under the engine's shared dir, socket in its
+    private plugin directory, reference checks against it."""
+    base = os.path.join(engine.shared, driver)
+    return role_vars(driver, base, pv_plugin_socket=os.path.join(engine.plugin_dir, driver + '.sock'),
+                        pv_plugin_docker_host=engine.host, **extra)
 
 
 def play(variables):
@@ -98,12 +107,13 @@ def docker(*args, **kwargs):
 
 
 class PluginInstance(object):
-    def __init__(self, driver, base, variables):
+    def __init__(self, driver, base, variables, cli=None):
+        self.cli = cli or docker
         self.driver = driver
         self.base = base
         self.vars = variables
         self.root = variables['pv_plugin_root']
-        self.socket = '/run/docker/plugins/%s.sock' % driver
+        self.socket = variables.get('pv_plugin_socket') or '/run/docker/plugins/%s.sock' % driver
         self.pidfile = variables['pv_plugin_pidfile']
         self.log = variables['pv_plugin_log_file']
         self.ctl = os.path.join(variables['pv_plugin_install_dir'], 'bin', 'pv-plugin-ctl')
@@ -165,6 +175,59 @@ class PluginInstance(object):
             return ''
 
 
+MODULE = 'ansible_collections.persistent_volumes.docker.plugins.module_utils.plugin_daemon'
+
+
+class DirectDaemon(PluginInstance):
+    """The daemon started straight from this checkout (``python -m``; the collection
+    tree of the test session on PYTHONPATH) with a given configuration: for the cloud
+    backends, whose SDKs the test venv already has. Socket in the engine's private
+    plugin directory, files under its shared directory; stopped by pid."""
+
+    def __init__(self, engine, driver, config, python=None):
+        base = os.path.join(engine.shared, driver)
+        variables = {
+            'pv_plugin_root': os.path.join(base, 'root'),
+            'pv_plugin_pidfile': os.path.join(base, 'plugin.pid'),
+            'pv_plugin_log_file': os.path.join(base, 'plugin.log'),
+            'pv_plugin_install_dir': base,
+            'pv_plugin_config_file': os.path.join(base, 'config.json'),
+            'pv_plugin_unit_dir': base,
+            'pv_plugin_socket': os.path.join(engine.plugin_dir, driver + '.sock'),
+        }
+        PluginInstance.__init__(self, driver, base, variables, engine.cli)
+        self.python = python or sys.executable
+        self.config_data = dict(config, driver=driver, root=self.root, socket=self.socket,
+                                docker_host=engine.host)
+
+    def start(self, timeout=60):
+        os.makedirs(self.base, exist_ok=True)
+        if not os.path.exists(self.config):
+            fd = os.open(self.config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, 'w') as handle:
+                json.dump(self.config_data, handle)
+        env = dict(os.environ, PYTHONPATH=os.environ['PV_COLLECTIONS_ROOT'], PYTHONDONTWRITEBYTECODE='1',
+                   PYTHONUNBUFFERED='1')
+        with open(self.log, 'a') as log:
+            subprocess.Popen(['setsid', self.python, '-m', MODULE, '--config', self.config, '--pidfile', self.pidfile],
+                             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
+        wait_for(lambda: self.pid() and os.path.exists(self.socket), timeout=timeout,
+                 what='the plugin daemon (log: %s)' % self.log_text()[-2000:])
+        return self.pid()
+
+    def stop(self):
+        pid = self.pid()
+        if pid:
+            os.kill(pid, signal.SIGTERM)
+            try:
+                wait_dead(pid, 30)
+            except AssertionError:
+                os.kill(pid, signal.SIGKILL)
+                wait_dead(pid)
+        if os.path.exists(self.socket):
+            os.unlink(self.socket)
+
+
 def alive(pid):
     try:
         with open('/proc/%d/cmdline' % pid, 'rb') as handle:
@@ -192,15 +255,16 @@ def wait_for(predicate, timeout=20, interval=0.1, what='condition'):
         time.sleep(interval)
 
 
-def remove_driver_objects(driver):
+def remove_driver_objects(driver, cli=None):
     """Containers using the driver's volumes, then the volumes (the daemon must run)."""
-    vols = docker('volume', 'ls', '-q', '--filter', 'driver=' + driver, check=False).stdout.split()
+    cli = cli or docker
+    vols = cli('volume', 'ls', '-q', '--filter', 'driver=' + driver, check=False).stdout.split()
     for vol in vols:
-        ids = docker('ps', '-aq', '--filter', 'volume=' + vol, check=False).stdout.split()
+        ids = cli('ps', '-aq', '--filter', 'volume=' + vol, check=False).stdout.split()
         if ids:
-            docker('rm', '-f', *ids, check=False)
+            cli('rm', '-f', *ids, check=False)
     for vol in vols:
-        docker('volume', 'rm', '-f', vol, check=False)
+        cli('volume', 'rm', '-f', vol, check=False)
 
 
 def safety_net(instance):
@@ -225,12 +289,21 @@ def safety_net(instance):
 
 
 class PrivateDockerd(object):
-    """A second, private dockerd: own data root, exec root, socket and bridge.
+    """A private dockerd for the plugin tests: own data root, exec root, socket, bridge,
+    and its own view of ``/run/docker/plugins``.
 
-    Never ``--bridge=none``: a dockerd started that way deletes the host's
-    ``docker0`` interface, which the shared engine needs. The private engine
-    gets its own bridge interface (created here, deleted by :meth:`cleanup`)
-    and ``--iptables=false``, so it touches nothing the shared engine owns.
+    Docker (20.10 at least) keeps every legacy plugin it has activated until it
+    restarts, and ``docker volume ls`` then waits ~15 s for each one whose socket
+    is gone. A test plugin seen by the shared engine would slow every later
+    ``docker volume ls`` on it. So this engine runs in its own mount namespace
+    (``unshare --mount --propagation slave``) where ``<base>/plugins`` is bind
+    mounted over ``/run/docker/plugins``: test plugins put their socket there and
+    only this engine ever sees them. ``<base>/shared`` is a shared bind mount made
+    before the namespace: mounts the plugin makes under it (in the host namespace)
+    propagate into the engine's namespace, as they would on a normal host.
+
+    Never ``--bridge=none`` (a dockerd started that way deletes the host's
+    ``docker0``); the engine gets its own bridge interface and ``--iptables=false``.
     """
 
     def __init__(self, base, bridge, subnet='172.31.254.1/24'):
@@ -240,8 +313,11 @@ class PrivateDockerd(object):
         self.sock = os.path.join(base, 'docker.sock')
         self.pidfile = os.path.join(base, 'dockerd.pid')
         self.logfile = os.path.join(base, 'dockerd.log')
+        self.plugin_dir = os.path.join(base, 'plugins')
+        self.shared = os.path.join(base, 'shared')
         self.pid = None
         self._proc = None
+        self._client = None
 
     @property
     def host(self):
@@ -251,19 +327,34 @@ class PrivateDockerd(object):
         check = kwargs.pop('check', True)
         return helpers.sh(['docker', '-H', self.host] + list(args), check=check, **kwargs)
 
-    def start(self, timeout=90):
-        os.makedirs(self.base, exist_ok=True)
+    def client(self):
+        if self._client is None:
+            import docker as docker_sdk
+            self._client = docker_sdk.DockerClient(base_url=self.host, timeout=120)
+        return self._client
+
+    def _prepare(self):
+        os.makedirs(self.plugin_dir, exist_ok=True)
+        os.makedirs(self.shared, exist_ok=True)
+        os.makedirs('/run/docker/plugins', exist_ok=True)
+        if not helpers.is_mountpoint(self.shared):
+            helpers.sh(['mount', '--bind', self.shared, self.shared])
+            helpers.sh(['mount', '--make-shared', self.shared])
         if not os.path.exists('/sys/class/net/%s' % self.bridge):
             helpers.sh(['ip', 'link', 'add', self.bridge, 'type', 'bridge'])
             helpers.sh(['ip', 'addr', 'add', self.subnet, 'dev', self.bridge])
             helpers.sh(['ip', 'link', 'set', self.bridge, 'up'])
+
+    def start(self, timeout=90):
+        self._prepare()
+        script = 'mount --bind "$1" /run/docker/plugins && shift && exec "$@"'
+        cmd = ['setsid', 'unshare', '--mount', '--propagation', 'slave', '--', 'sh', '-c', script, 'sh',
+               self.plugin_dir, 'dockerd', '--data-root', os.path.join(self.base, 'data'),
+               '--exec-root', os.path.join(self.base, 'exec'), '-H', self.host, '--pidfile', self.pidfile,
+               '--bridge', self.bridge, '--iptables=false', '--ip-masq=false', '--ip6tables=false',
+               '--userland-proxy=false']
         with open(self.logfile, 'a') as log:
-            proc = subprocess.Popen(
-                ['setsid', 'dockerd', '--data-root', os.path.join(self.base, 'data'),
-                 '--exec-root', os.path.join(self.base, 'exec'), '-H', self.host,
-                 '--pidfile', self.pidfile, '--bridge', self.bridge, '--iptables=false', '--ip-masq=false',
-                 '--ip6tables=false', '--userland-proxy=false'],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         self.pid = proc.pid
         self._proc = proc
         wait_for(lambda: self.cli('info', check=False).returncode == 0 or proc.poll() is not None,
@@ -272,7 +363,13 @@ class PrivateDockerd(object):
             raise AssertionError('private dockerd exited:\n' + open(self.logfile).read()[-3000:])
         return self.pid
 
+    def load_image(self, image):
+        helpers.sh(['bash', '-c', 'set -o pipefail; docker save "$1" | docker -H "$2" load', 'load', image, self.host])
+
     def stop(self, timeout=60):
+        if self._client is not None:
+            self._client.close()
+            self._client = None
         if self.pid is None:
             return
         if alive(self.pid):
@@ -293,7 +390,22 @@ class PrivateDockerd(object):
         return self.start()
 
     def cleanup(self):
+        """Stop the engine and remove what it and the tests left (containers, volumes first)."""
+        if self.pid is not None:
+            ids = self.cli('ps', '-aq', check=False).stdout.split()
+            if ids:
+                self.cli('rm', '-f', *ids, check=False)
+            for vol in self.cli('volume', 'ls', '-q', check=False).stdout.split():
+                self.cli('volume', 'rm', '-f', vol, check=False)
         self.stop()
+        for mp in sorted((m for m in helpers.mountpoints() if m.startswith(self.shared + '/')),
+                         key=lambda m: -m.count('/')):
+            helpers.umount(mp)
+        for dev, backing in helpers.loop_devices().items():
+            if backing.startswith(self.base + '/'):
+                helpers.detach_loop(dev)
+        while helpers.is_mountpoint(self.shared):
+            helpers.sh(['umount', self.shared])
         if os.path.exists('/sys/class/net/%s' % self.bridge):
             helpers.sh(['ip', 'link', 'delete', self.bridge], check=False)
         shutil.rmtree(self.base, ignore_errors=True)

@@ -13,12 +13,11 @@ __metaclass__ = type
 
 import json
 import os
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from pv_plugin_helpers import PrivateDockerd, docker, http, raw, sh, wait_for
+from pv_plugin_helpers import http, raw, wait_for
 
 pytestmark = [pytest.mark.plugin]
 
@@ -27,11 +26,12 @@ def create(plugin, name, *opts):
     args = ['volume', 'create', '-d', plugin.driver]
     for opt in opts:
         args += ['--opt', opt]
-    return docker(*(args + [name]), check=False)
+    return plugin.cli(*(args + [name]), check=False)
 
 
-def run(image, name, script, *extra):
-    return docker('run', '--rm', '--network', 'none', '-v', '%s:/data' % name, *(list(extra) + [image, 'sh', '-c', script]), check=False)
+def run(plugin, image, name, script, *extra):
+    return plugin.cli('run', '--rm', '--network', 'none', '-v', '%s:/data' % name,
+                      *(list(extra) + [image, 'sh', '-c', script]), check=False)
 
 
 def assert_released(plugin, name):
@@ -40,69 +40,69 @@ def assert_released(plugin, name):
     assert plugin.loops_of(name) == []
 
 
-def test_data_survives_containers_and_cli(plugin, busybox_image, uid, cleanup):
-    name = cleanup.docker_volume(uid + '-data')
+def test_data_survives_containers_and_cli(plugin, busybox_image, uid, pcleanup):
+    name = pcleanup.docker_volume(uid + '-data')
     proc = create(plugin, name, 'size=64MiB')
     assert proc.returncode == 0, proc.stderr
     assert os.path.exists(plugin.image(name))
     assert_released(plugin, name)                      # created, formatted, left detached
 
-    w = run(busybox_image, name, 'head -c 1048576 /dev/urandom > /data/blob && sha256sum /data/blob '
+    w = run(plugin, busybox_image, name, 'head -c 1048576 /dev/urandom > /data/blob && sha256sum /data/blob '
             '&& ls -A /data')
     assert w.returncode == 0, w.stderr
     digest = w.stdout.split()[0]
     assert w.stdout.split()[2:] == ['blob']            # data at the fs root; no lost+found
     assert_released(plugin, name)
 
-    r = run(busybox_image, name, 'sha256sum /data/blob')
+    r = run(plugin, busybox_image, name, 'sha256sum /data/blob')
     assert r.returncode == 0, r.stderr
     assert r.stdout.split()[0] == digest
 
-    listing = docker('volume', 'ls', '--filter', 'driver=' + plugin.driver, '--format', '{{.Name}}').stdout.split()
+    listing = plugin.cli('volume', 'ls', '--filter', 'driver=' + plugin.driver, '--format', '{{.Name}}').stdout.split()
     assert name in listing
-    info = json.loads(docker('volume', 'inspect', name).stdout)[0]
+    info = json.loads(plugin.cli('volume', 'inspect', name).stdout)[0]
     assert info['Driver'] == plugin.driver
     assert info['Mountpoint'] == ''                    # reported only while mounted
     assert info['Status']['size'] == '64MiB' and info['Status']['state'] == 'detached'
     assert info['Status']['fstype'] == 'ext4'
 
-    assert docker('volume', 'rm', name, check=False).returncode == 0
+    assert plugin.cli('volume', 'rm', name, check=False).returncode == 0
     assert not os.path.exists(plugin.image(name))
     assert name not in plugin.record()['volumes']
     assert not os.path.exists(plugin.mountpoint(name))
 
 
-def test_mountpoint_while_in_use(plugin, busybox_image, uid, cleanup):
-    name = cleanup.docker_volume(uid + '-inuse')
+def test_mountpoint_while_in_use(plugin, busybox_image, uid, pcleanup):
+    name = pcleanup.docker_volume(uid + '-inuse')
     assert create(plugin, name).returncode == 0
-    cname = cleanup.container(uid + '-c')
-    docker('run', '-d', '--network', 'none', '--name', cname, '-v', name + ':/data', busybox_image, 'sleep', '600')
-    info = json.loads(docker('volume', 'inspect', name).stdout)[0]
+    cname = pcleanup.container(uid + '-c')
+    plugin.cli('run', '-d', '--network', 'none', '--name', cname, '-v', name + ':/data', busybox_image, 'sleep', '600')
+    info = json.loads(plugin.cli('volume', 'inspect', name).stdout)[0]
     assert info['Mountpoint'] == plugin.mountpoint(name)
     assert info['Status']['mounts'] == 1
     status, body = plugin.request('VolumeDriver.Path', {'Name': name})
     assert body == {'Mountpoint': plugin.mountpoint(name), 'Err': ''}
-    rm = docker('volume', 'rm', name, check=False)
+    rm = plugin.cli('volume', 'rm', name, check=False)
     assert rm.returncode != 0                          # Docker refuses; so would the plugin
     status, body = plugin.request('VolumeDriver.Remove', {'Name': name})
     assert 'mounted' in body['Err']
-    docker('rm', '-f', cname)
+    plugin.cli('rm', '-f', cname)
     wait_for(lambda: plugin.mount_count(name) == 0, what='unmount after the container left')
     assert_released(plugin, name)
 
 
-def test_create_options(plugin, busybox_image, uid, cleanup):
-    name = cleanup.docker_volume(uid + '-xfs')
+def test_create_options(plugin, busybox_image, uid, pcleanup):
+    name = pcleanup.docker_volume(uid + '-xfs')
     proc = create(plugin, name, 'size=320MiB', 'fstype=xfs', 'uid=1234', 'gid=2345', 'mode=0750',
                   'mount_options=noatime,nodev')
     assert proc.returncode == 0, proc.stderr
-    r = run(busybox_image, name, 'stat -c "%u %g %a" /data; grep " /data " /proc/mounts')
+    r = run(plugin, busybox_image, name, 'stat -c "%u %g %a" /data; grep " /data " /proc/mounts')
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0] == '1234 2345 750'
     fields = lines[1].split()
     assert fields[2] == 'xfs' and 'noatime' in fields[3] and 'nodev' in fields[3]
-    info = json.loads(docker('volume', 'inspect', name).stdout)[0]
+    info = json.loads(plugin.cli('volume', 'inspect', name).stdout)[0]
     assert info['Status']['size'] == '320MiB' and info['Status']['fstype'] == 'xfs'
 
 
@@ -115,21 +115,21 @@ def test_create_options(plugin, busybox_image, uid, cleanup):
     ('mode=rwx', 'octal'),
     ('uid=no-such-user-pv', 'does not exist'),
 ])
-def test_create_refuses_bad_options(plugin, uid, cleanup, opt, message):
-    name = cleanup.docker_volume(uid + '-bad')
+def test_create_refuses_bad_options(plugin, uid, pcleanup, opt, message):
+    name = pcleanup.docker_volume(uid + '-bad')
     proc = create(plugin, name, opt)
     assert proc.returncode != 0
     assert message in proc.stderr
     assert not os.path.exists(plugin.image(name))
     assert name not in plugin.record()['volumes']
-    assert name not in docker('volume', 'ls', '-q').stdout.split()
+    assert name not in plugin.cli('volume', 'ls', '-q').stdout.split()
 
 
-def test_kill9_between_mount_and_unmount(plugin, busybox_image, uid, cleanup):
-    name = cleanup.docker_volume(uid + '-k9')
+def test_kill9_between_mount_and_unmount(plugin, busybox_image, uid, pcleanup):
+    name = pcleanup.docker_volume(uid + '-k9')
     assert create(plugin, name).returncode == 0
-    c1 = cleanup.container(uid + '-c1')
-    docker('run', '-d', '--network', 'none', '--name', c1, '--stop-timeout', '1', '-v', name + ':/data', busybox_image,
+    c1 = pcleanup.container(uid + '-c1')
+    plugin.cli('run', '-d', '--network', 'none', '--name', c1, '--stop-timeout', '1', '-v', name + ':/data', busybox_image,
            'sh', '-c', 'echo one > /data/one; exec sleep 600')
     wait_for(lambda: plugin.refs(name), what='the Mount reference')
     old = plugin.kill9()
@@ -137,50 +137,50 @@ def test_kill9_between_mount_and_unmount(plugin, busybox_image, uid, cleanup):
     assert new and new != old
     assert len(plugin.refs(name)) == 1                 # the reference survived
     assert plugin.mount_count(name) == 1               # no stacked mount
-    assert docker('exec', c1, 'sh', '-c', 'cat /data/one && echo more >> /data/one').returncode == 0
+    assert plugin.cli('exec', c1, 'sh', '-c', 'cat /data/one && echo more >> /data/one').returncode == 0
 
-    c2 = cleanup.container(uid + '-c2')
-    docker('run', '-d', '--network', 'none', '--name', c2, '--stop-timeout', '1', '-v', name + ':/data', busybox_image, 'sleep', '600')
+    c2 = pcleanup.container(uid + '-c2')
+    plugin.cli('run', '-d', '--network', 'none', '--name', c2, '--stop-timeout', '1', '-v', name + ':/data', busybox_image, 'sleep', '600')
     assert len(plugin.refs(name)) == 2
     assert plugin.mount_count(name) == 1
-    docker('rm', '-f', c1)
+    plugin.cli('rm', '-f', c1)
     assert len(plugin.refs(name)) == 1 and plugin.mount_count(name) == 1
-    docker('rm', '-f', c2)
+    plugin.cli('rm', '-f', c2)
     wait_for(lambda: plugin.mount_count(name) == 0, what='unmount')
     assert_released(plugin, name)
-    r = run(busybox_image, name, 'cat /data/one')
+    r = run(plugin, busybox_image, name, 'cat /data/one')
     assert r.stdout.split() == ['one', 'more']
     assert 'Traceback' not in plugin.log_text()
 
 
 @pytest.mark.slow
-def test_kill9_cycles(plugin, busybox_image, uid, cleanup):
+def test_kill9_cycles(plugin, busybox_image, uid, pcleanup):
     """20 cycles: Mount, kill -9, restart, Unmount -- the volume stays consistent and usable."""
-    name = cleanup.docker_volume(uid + '-cyc')
+    name = pcleanup.docker_volume(uid + '-cyc')
     assert create(plugin, name).returncode == 0
     for i in range(20):
-        cname = cleanup.container('%s-c%d' % (uid, i))
-        docker('run', '-d', '--network', 'none', '--name', cname, '--stop-timeout', '1', '-v', name + ':/data', busybox_image,
+        cname = pcleanup.container('%s-c%d' % (uid, i))
+        plugin.cli('run', '-d', '--network', 'none', '--name', cname, '--stop-timeout', '1', '-v', name + ':/data', busybox_image,
                'sh', '-c', 'echo %d >> /data/log; exec sleep 600' % i)
         wait_for(lambda: plugin.refs(name), what='reference in cycle %d' % i)
         plugin.kill9()
         plugin.start()
         assert len(plugin.refs(name)) == 1, 'cycle %d' % i
         assert plugin.mount_count(name) == 1, 'cycle %d' % i
-        docker('rm', '-f', cname)
+        plugin.cli('rm', '-f', cname)
         wait_for(lambda: plugin.mount_count(name) == 0, what='unmount in cycle %d' % i)
         assert_released(plugin, name)
-    r = run(busybox_image, name, 'cat /data/log')
+    r = run(plugin, busybox_image, name, 'cat /data/log')
     assert r.stdout.split() == [str(i) for i in range(20)]
     assert_released(plugin, name)
 
 
-def test_references_rebuilt_when_record_lost(plugin, busybox_image, uid, cleanup):
+def test_references_rebuilt_when_record_lost(plugin, busybox_image, uid, pcleanup):
     """The record's references are gone (kill -9 + lost file): rebuilt from the Docker API."""
-    name = cleanup.docker_volume(uid + '-lost')
+    name = pcleanup.docker_volume(uid + '-lost')
     assert create(plugin, name).returncode == 0
-    cname = cleanup.container(uid + '-c')
-    docker('run', '-d', '--network', 'none', '--name', cname, '--stop-timeout', '1', '-v', name + ':/data', busybox_image, 'sleep', '600')
+    cname = pcleanup.container(uid + '-c')
+    plugin.cli('run', '-d', '--network', 'none', '--name', cname, '--stop-timeout', '1', '-v', name + ':/data', busybox_image, 'sleep', '600')
     plugin.kill9()
     path = os.path.join(plugin.root, 'plugin.json')
     with open(path) as handle:
@@ -191,16 +191,17 @@ def test_references_rebuilt_when_record_lost(plugin, busybox_image, uid, cleanup
     plugin.start()
     assert plugin.mount_count(name) == 1               # still held by the running container
     assert len(plugin.refs(name)) == 1
-    docker('rm', '-f', cname)                          # Unmount with an ID the record lost
+    plugin.cli('rm', '-f', cname)                          # Unmount with an ID the record lost
     wait_for(lambda: plugin.mount_count(name) == 0, timeout=30, what='release after verification')
     assert_released(plugin, name)
 
 
 @pytest.mark.slow
-def test_fifty_parallel_containers(plugin, docker_client, busybox_image, uid, cleanup):
-    name = cleanup.docker_volume(uid + '-par')
+def test_fifty_parallel_containers(plugin, engine, busybox_image, uid, pcleanup):
+    docker_client = engine.client()
+    name = pcleanup.docker_volume(uid + '-par')
     assert create(plugin, name).returncode == 0
-    names = [cleanup.container('%s-p%02d' % (uid, i)) for i in range(50)]
+    names = [pcleanup.container('%s-p%02d' % (uid, i)) for i in range(50)]
 
     def start(cname):
         docker_client.containers.run(busybox_image, ['sleep', '600'], name=cname, detach=True, network_mode='none',
@@ -284,7 +285,7 @@ def hostile_requests(uid):
     return reqs
 
 
-def test_hostile_requests_answered_with_err(plugin, busybox_image, uid, cleanup):
+def test_hostile_requests_answered_with_err(plugin, busybox_image, uid, pcleanup):
     pid = plugin.pid()
     reqs = hostile_requests(uid)
     assert len(reqs) >= 200
@@ -306,37 +307,18 @@ def test_hostile_requests_answered_with_err(plugin, busybox_image, uid, cleanup)
         assert not os.path.exists(plugin.image('%s-h%d' % (uid, i)))
     assert not [n for n in plugin.record()['volumes'] if n.startswith(uid)]
     # still fully working
-    name = cleanup.docker_volume(uid + '-after')
+    name = pcleanup.docker_volume(uid + '-after')
     assert create(plugin, name).returncode == 0
-    assert run(busybox_image, name, 'echo ok > /data/ok && cat /data/ok').stdout.strip() == 'ok'
+    assert run(plugin, busybox_image, name, 'echo ok > /data/ok && cat /data/ok').stdout.strip() == 'ok'
     assert http(plugin.socket, 'VolumeDriver.Capabilities')[1] == {'Capabilities': {'Scope': 'local'}}
     assert 'Traceback' not in plugin.log_text()
 
 
-@pytest.fixture
-def private_dockerd(busybox_image):
-    base = tempfile.mkdtemp(prefix='pvd-', dir='/tmp')
-    engine = PrivateDockerd(base, 'pvd' + os.path.basename(base)[4:10])
-    try:
-        engine.start()
-        sh(['bash', '-c', 'set -o pipefail; docker save "$1" | docker -H "$2" load', 'load', busybox_image,
-            engine.host])
-        yield engine
-    finally:
-        if engine.pid:
-            ids = engine.cli('ps', '-aq', check=False).stdout.split()
-            if ids:
-                engine.cli('rm', '-f', *ids, check=False)
-            for vol in engine.cli('volume', 'ls', '-q', check=False).stdout.split():
-                engine.cli('volume', 'rm', '-f', vol, check=False)
-        engine.cleanup()
-
-
-def test_dockerd_restart(plugin, private_dockerd, busybox_image, uid):
-    """A dockerd restart (a private engine, so the shared one is not disturbed): the plugin
-    answers the new engine, the volume and its data are there, mounts are balanced."""
-    engine = private_dockerd
-    name = uid + '-dr'
+def test_dockerd_restart(plugin, engine, busybox_image, uid, pcleanup):
+    """A dockerd restart (of the tests' private engine, so the shared one is not disturbed):
+    the plugin answers the new engine, the volume and its data are there, mounts balance."""
+    name = pcleanup.docker_volume(uid + '-dr')
+    pcleanup.container(uid + '-c')
     assert engine.cli('volume', 'create', '-d', plugin.driver, '--opt', 'size=64MiB', name).returncode == 0
     engine.cli('run', '-d', '--network', 'none', '--name', uid + '-c', '--stop-timeout', '1',
                '-v', name + ':/data', busybox_image, 'sh', '-c', 'echo before > /data/f; exec sleep 600')

@@ -1,0 +1,109 @@
+# -*- coding: utf-8 -*-
+# Copyright: persistent_volumes.docker contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The plugin daemon with the vsphere backend, against the govmomi simulator and its
+guest emulator (tests/harness/vcsim; fixtures of tests/integration/vsphere/conftest.py):
+``docker volume create`` makes a VMDK and leaves it detached, a container's Mount
+attaches and mounts it, the last Unmount detaches it, ``docker volume rm`` destroys it.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import importlib.util
+import json
+import os
+import secrets
+import sys
+
+import pytest
+
+from pv_plugin_helpers import DirectDaemon, remove_driver_objects, wait_for
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_VSPHERE_CONFTEST = os.path.join(os.path.dirname(_HERE), 'vsphere', 'conftest.py')
+
+
+def _load(name, path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+# the vSphere engineer's fixtures (simulator, VM, guest emulator), reused as they are
+_vsphere = _load('pv_plugin_vsphere_fixtures', _VSPHERE_CONFTEST)
+vcsim = _vsphere.vcsim
+vs = _vsphere.vs
+vsphere_auth = _vsphere.vsphere_auth
+test_vm = _vsphere.test_vm
+guest = _vsphere.guest
+support = _vsphere.support
+
+pytestmark = [pytest.mark.plugin, pytest.mark.vsphere]
+
+
+def vmdisk_files(vm):
+    from pyVmomi import vim
+    return [d.backing.fileName for d in vm.config.hardware.device if isinstance(d, vim.vm.device.VirtualDisk)]
+
+
+@pytest.fixture
+def vsphere_plugin(engine, vcsim, vsphere_auth, test_vm, guest):
+    emu = guest(test_vm)
+    driver = 'pvtv-' + secrets.token_hex(3)
+    params = dict(vsphere_auth, vm_name=test_vm.name, datastore=support.DATASTORE, guest_sys_root=emu.sys_root)
+    daemon = DirectDaemon(engine, driver, {'backend': 'vsphere', 'backend_params': params,
+                                           'defaults': {'size': '64MiB'}, 'timeout': 30})
+    daemon.start()
+    daemon.emu = emu
+    try:
+        yield daemon
+    finally:
+        if daemon.pid():
+            remove_driver_objects(driver, engine.cli)
+        daemon.stop()
+        engine.restart()             # Docker caches a legacy plugin until it restarts
+
+
+def test_vsphere_volume_through_the_plugin(vsphere_plugin, engine, vs, vcsim, test_vm, busybox_image, uid,
+                                           pcleanup):
+    plugin = vsphere_plugin
+    name = pcleanup.docker_volume(uid + '-vs')
+    path = '[%s] %s/%s.vmdk' % (support.DATASTORE, support.FOLDER, name)
+    flat = os.path.join(support.datastore_dir(vs), support.FOLDER, name + '-flat.vmdk')
+    assert plugin.request('VolumeDriver.Capabilities')[1] == {'Capabilities': {'Scope': 'global'}}
+
+    proc = engine.cli('volume', 'create', '-d', plugin.driver, '--opt', 'size=64MiB', name, check=False)
+    assert proc.returncode == 0, proc.stderr + plugin.log_text()
+    assert os.path.exists(flat)
+    test_vm_disks = vmdisk_files(test_vm)
+    assert path not in test_vm_disks                   # made, formatted, detached again
+    info = json.loads(engine.cli('volume', 'inspect', name).stdout)[0]
+    assert info['Scope'] == 'global' and info['Status']['backend_id'] == path and info['Mountpoint'] == ''
+
+    cname = pcleanup.container(uid + '-w')
+    engine.cli('run', '-d', '--network', 'none', '--name', cname, '--stop-timeout', '1', '-v', name + ':/data',
+               busybox_image, 'sh', '-c', 'echo hello-vsphere-plugin > /data/f && ls -A /data && exec sleep 600')
+    wait_for(lambda: plugin.refs(name), what='the Mount reference')
+    assert path in vmdisk_files(test_vm)               # attached while a container uses it
+    assert plugin.mount_count(name) == 1
+    info = json.loads(engine.cli('volume', 'inspect', name).stdout)[0]
+    assert info['Mountpoint'] == plugin.mountpoint(name)
+    wait_for(lambda: engine.cli('logs', cname).stdout.split() == ['f'], what='the container output')
+    engine.cli('rm', '-f', cname)
+    wait_for(lambda: plugin.mount_count(name) == 0, what='unmount')
+    assert path not in vmdisk_files(test_vm)           # last Unmount detaches it
+    assert os.path.exists(flat)
+
+    out = engine.cli('run', '--rm', '--network', 'none', '-v', name + ':/data', busybox_image, 'cat', '/data/f')
+    assert out.stdout.strip() == 'hello-vsphere-plugin'
+    assert path not in vmdisk_files(test_vm)
+
+    assert engine.cli('volume', 'rm', name).returncode == 0
+    assert not os.path.exists(flat)
+    log = plugin.log_text()
+    assert vcsim['password'] not in log.replace('********', '') or len(vcsim['password']) < 3
+    assert 'Traceback' not in log
