@@ -96,7 +96,8 @@ def pv(uid, cleanup, docker_client):
 def run_container(client, image, volume, command, cleanup, name):
     cleanup.container(name)
     out = client.containers.run(image, ['sh', '-c', command], name=name,
-                                volumes={volume: {'bind': '/data', 'mode': 'rw'}}, remove=False)
+                                volumes={volume: {'bind': '/data', 'mode': 'rw'}}, remove=False,
+                                network_mode='none')
     client.containers.get(name).remove(force=True)
     return out.decode()
 
@@ -166,7 +167,7 @@ def test_lifecycle_check_create_rerun_data_grow_absent(ansible, pv, cleanup, doc
 
     # absent refused while a running container uses it
     cleanup.container(pv.uid + '-busy')
-    docker_client.containers.run(busybox_image, ['sleep', '300'], name=pv.uid + '-busy', detach=True,
+    docker_client.containers.run(busybox_image, ['sleep', '300'], name=pv.uid + '-busy', detach=True, network_mode='none',
                                  volumes={name: {'bind': '/data', 'mode': 'rw'}})
     res = ansible.run([pv.task(tname='rm', **dict(want, state='absent'))]).assert_failed()
     assert 'in use by container(s) %s-busy (running)' % pv.uid in res.result('rm')['msg']
@@ -398,7 +399,7 @@ def test_drift_repair_docker_options_fstab_and_detached(ansible, pv, cleanup, do
     assert docker_client.volumes.get(name).attrs['Options']['device'] == mp
     # ... and refused while a container uses it
     cleanup.container(pv.uid + '-u')
-    docker_client.containers.run(busybox_image, ['sleep', '300'], name=pv.uid + '-u', detach=True,
+    docker_client.containers.run(busybox_image, ['sleep', '300'], name=pv.uid + '-u', detach=True, network_mode='none',
                                  volumes={name: {'bind': '/data', 'mode': 'rw'}})
     res = ansible.run([pv.task(name=name, size='64MiB', labels={'new': 'label'})]).assert_failed()
     assert 'containers use it (%s-u)' % pv.uid in res.result('pv')['msg']
