@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # -*- coding: utf-8 -*-
 # Copyright: persistent_volumes.docker contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
@@ -418,7 +417,7 @@ class PrivateDockerd(object):
             if 'dockerd' in cmdline and exec_root in cmdline:
                 log('stopping leftover private dockerd %d (%s)' % (pid, exec_root))
                 os.kill(pid, signal.SIGTERM)
-                for _ in range(60):
+                for _attempt in range(60):
                     if not os.path.exists('/proc/%d' % pid):
                         break
                     time.sleep(0.5)
@@ -686,8 +685,8 @@ class Bench(object):
             ratio = a / b
             ok = ratio <= limit
             data['ratios'][name] = {'ratio': ratio, 'target': limit, 'met': ok}
-            lines.append('%-52s %10.3f %10s %11s' % (label, ratio, '<= %.2f' % limit,
-                                                    'met' if ok else 'MISSED'))
+            verdict = 'met' if ok else 'MISSED'
+            lines.append('%-52s %10.3f %10s %11s' % (label, ratio, '<= %.2f' % limit, verdict))
         extra = []
         ours_n, shell_n = self.value(('ours', 'first', 'n')), self.value(('shell', 'first', 'n'))
         if ours_n and shell_n:
@@ -713,7 +712,7 @@ class Bench(object):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n', maxsplit=1)[0])
     parser.add_argument('--n', type=int, default=20, help='volumes for the ours/shell/composed comparison (20)')
     parser.add_argument('--n-large', type=int, default=100,
                         help='volumes for the ours/shell scale comparison (100; 0 skips it)')

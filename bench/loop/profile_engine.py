@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # -*- coding: utf-8 -*-
 # Copyright: persistent_volumes.docker contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
@@ -79,7 +78,7 @@ class Timings(object):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n', maxsplit=1)[0])
     parser.add_argument('--n', type=int, default=20)
     parser.add_argument('--size', default='256MiB')
     parser.add_argument('--workers', type=int, default=None, help="the engine's thread pool size (default: its own)")
@@ -95,7 +94,7 @@ def main():
     def counting_run(cmd, *a, **kw):
         t = time.perf_counter()
         try:
-            return real_run(cmd, *a, **kw)
+            return real_run(cmd, *a, **kw)  # pylint: disable=subprocess-run-check
         finally:
             slot = timings.cmds[os.path.basename(cmd[0]) if isinstance(cmd, (list, tuple)) else str(cmd)]
             slot[0] += 1

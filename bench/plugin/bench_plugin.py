@@ -16,9 +16,11 @@ Measures, and prints with the targets of issue 5:
 
 The daemon runs from this checkout (``python -m ...plugin_daemon`` with a temporary
 ``ansible_collections`` tree on PYTHONPATH) with its own driver name, root and
-config under a temporary directory; everything is removed at the end (daemon
-stopped by pid). Needs root and a running dockerd; the test image is built by
-tests/harness/image.sh when missing.
+config under a temporary directory, for a private dockerd started here in its own
+mount namespace (the shared engine would otherwise remember the plugin until it
+restarts); everything is removed at the end (daemon and dockerd stopped by pid).
+Needs root and a running dockerd to copy the test image from (built by
+tests/harness/image.sh when missing).
 
     sudo .venv/bin/python bench/plugin/bench_plugin.py [--runs 15] [--creates 5] [--json out.json]
 """
@@ -85,15 +87,87 @@ def loops_under(path):
     return [l.split()[0] for l in out.splitlines() if len(l.split()) > 1 and l.split()[1].startswith(path + '/')]
 
 
+class Engine(object):
+    """A private dockerd in its own mount namespace with its own /run/docker/plugins.
+
+    Docker keeps every legacy plugin it ever activated until it restarts (and then
+    waits ~15 s on each vanished one in ``docker volume ls``), so the benchmark's
+    plugin must never be seen by the machine's shared engine. ``<base>/shared`` is a
+    shared bind mount made before the namespace, so the plugin's mounts (made in the
+    host namespace) propagate to this engine as on a normal host.
+    """
+
+    def __init__(self, base, bridge):
+        self.base = base
+        self.bridge = bridge
+        self.sock = os.path.join(base, 'docker.sock')
+        self.plugin_dir = os.path.join(base, 'plugins')
+        self.shared = os.path.join(base, 'shared')
+        self.pid = None
+
+    @property
+    def host(self):
+        return 'unix://' + self.sock
+
+    def docker(self, *args):
+        return ['docker', '-H', self.host] + list(args)
+
+    def start(self, image):
+        os.makedirs(self.plugin_dir)
+        os.makedirs(self.shared)
+        os.makedirs('/run/docker/plugins', exist_ok=True)
+        sh(['mount', '--bind', self.shared, self.shared])
+        sh(['mount', '--make-shared', self.shared])
+        sh(['ip', 'link', 'add', self.bridge, 'type', 'bridge'])
+        sh(['ip', 'addr', 'add', '172.31.252.1/24', 'dev', self.bridge])
+        sh(['ip', 'link', 'set', self.bridge, 'up'])
+        script = 'mount --bind "$1" /run/docker/plugins && shift && exec "$@"'
+        with open(os.path.join(self.base, 'dockerd.log'), 'a') as log:
+            proc = subprocess.Popen(
+                ['setsid', 'unshare', '--mount', '--propagation', 'slave', '--', 'sh', '-c', script, 'sh',
+                 self.plugin_dir, 'dockerd', '--data-root', os.path.join(self.base, 'data'), '--exec-root',
+                 os.path.join(self.base, 'exec'), '-H', self.host, '--pidfile', os.path.join(self.base, 'dockerd.pid'),
+                 '--bridge', self.bridge, '--iptables=false', '--ip-masq=false', '--ip6tables=false',
+                 '--userland-proxy=false'], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        self.pid = proc.pid
+        deadline = time.monotonic() + 90
+        while sh(self.docker('info'), check=False).returncode != 0:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError('private dockerd did not start')
+            time.sleep(0.3)
+        sh(['bash', '-c', 'set -o pipefail; docker save "$1" | docker -H "$2" load', 'load', image, self.host])
+
+    def stop(self):
+        if self.pid is not None:
+            for cid in sh(self.docker('ps', '-aq'), check=False).stdout.split():
+                sh(self.docker('rm', '-f', cid), check=False)
+            try:
+                os.kill(self.pid, signal.SIGTERM)
+                deadline = time.monotonic() + 60
+                while os.path.exists('/proc/%d' % self.pid) and time.monotonic() < deadline:
+                    with open('/proc/%d/cmdline' % self.pid, 'rb') as handle:
+                        if not handle.read():
+                            break
+                    time.sleep(0.1)
+            except (OSError, IOError):
+                pass
+            self.pid = None
+        for mp in sorted(mounts_under(self.shared), key=lambda m: -m.count('/')):
+            sh(['umount', '-l', mp], check=False)
+        sh(['umount', '-l', self.shared], check=False)
+        sh(['ip', 'link', 'delete', self.bridge], check=False)
+
+
 class Daemon(object):
-    def __init__(self, python, base, driver):
+    def __init__(self, python, base, driver, engine):
         self.base = base
         self.driver = driver
+        self.engine = engine
         self.root = os.path.join(base, 'root')
         self.config = os.path.join(base, 'config.json')
         self.pidfile = os.path.join(base, 'plugin.pid')
         self.logfile = os.path.join(base, 'plugin.log')
-        self.socket = '/run/docker/plugins/%s.sock' % driver
+        self.socket = os.path.join(engine.plugin_dir, driver + '.sock')
         self.python = python
         self.tree = os.path.join(base, 'tree')
         self.pid = None
@@ -103,8 +177,8 @@ class Daemon(object):
         os.makedirs(ns)
         os.symlink(REPO, os.path.join(ns, 'docker'))
         with open(self.config, 'w') as handle:
-            json.dump({'driver': self.driver, 'backend': 'loop', 'root': self.root,
-                       'defaults': {'size': '256MiB'}}, handle)
+            json.dump({'driver': self.driver, 'backend': 'loop', 'root': self.root, 'socket': self.socket,
+                       'docker_host': self.engine.host, 'defaults': {'size': '256MiB'}}, handle)
         os.chmod(self.config, 0o600)
         env = dict(os.environ, PYTHONPATH=self.tree, PYTHONDONTWRITEBYTECODE='1', PYTHONUNBUFFERED='1')
         with open(self.logfile, 'a') as log:
@@ -168,25 +242,31 @@ def main():
         sh(['bash', os.path.join(REPO, 'tests', 'harness', 'image.sh'), args.image])
 
     tag = secrets.token_hex(3)
-    base = tempfile.mkdtemp(prefix='pv-bench-plugin-%s-' % tag, dir='/var/tmp')
+    top = tempfile.mkdtemp(prefix='pvb-%s-' % tag, dir='/tmp')
+    engine = Engine(top, 'pvb' + tag)
+    base = os.path.join(engine.shared, 'plugin')
     driver = 'pvbench-' + tag
-    daemon = Daemon(args.python, base, driver)
+    daemon = Daemon(args.python, base, driver, engine)
     plugin_vol, local_vol = 'pvbench-%s-plugin' % tag, 'pvbench-%s-local' % tag
-    bind_dir = os.path.join(base, 'bind')
-    os.makedirs(bind_dir)
+    bind_dir = os.path.join(engine.shared, 'bind')
     created = [plugin_vol, local_vol]
     results = {}
+    docker = engine.docker
     try:
+        engine.start(args.image)
+        os.makedirs(base)
+        os.makedirs(bind_dir)
+        docker_version = sh(docker('version', '--format', '{{.Server.Version}}')).stdout.strip()
         daemon.start()
         rss_idle = proc_status(daemon.pid, 'VmRSS')
 
         # -- docker run start-up: plugin volume vs local bind volume
-        sh(['docker', 'volume', 'create', '-d', driver, '--opt', 'size=256MiB', plugin_vol])
-        sh(['docker', 'volume', 'create', '--driver', 'local', '--opt', 'type=none', '--opt', 'o=bind',
-            '--opt', 'device=' + bind_dir, local_vol])
+        sh(docker('volume', 'create', '-d', driver, '--opt', 'size=256MiB', plugin_vol))
+        sh(docker('volume', 'create', '--driver', 'local', '--opt', 'type=none', '--opt', 'o=bind',
+                  '--opt', 'device=' + bind_dir, local_vol))
 
         def run_cmd(vol):
-            return ['docker', 'run', '--rm', '--network', 'none', '-v', vol + ':/data', args.image, 'true']
+            return docker('run', '--rm', '--network', 'none', '-v', vol + ':/data', args.image, 'true')
 
         for vol in (plugin_vol, local_vol, plugin_vol, local_vol):       # warm-up
             timed(run_cmd(vol))
@@ -203,12 +283,12 @@ def main():
             for i in range(args.creates):
                 name = 'pvbench-%s-%s-%d' % (tag, fstype, i)
                 created.append(name)
-                create_ms[fstype].append(timed(['docker', 'volume', 'create', '-d', driver, '--opt',
-                                                'size=' + size, '--opt', 'fstype=' + fstype, name]))
+                create_ms[fstype].append(timed(docker('volume', 'create', '-d', driver, '--opt',
+                                                      'size=' + size, '--opt', 'fstype=' + fstype, name)))
         results['create_ms'] = create_ms
         remove_ms = []
         for name in created[2:]:
-            remove_ms.append(timed(['docker', 'volume', 'rm', name]))
+            remove_ms.append(timed(docker('volume', 'rm', name)))
         created = created[:2]
         results['remove_ms'] = remove_ms
 
@@ -222,23 +302,25 @@ def main():
             'remove': daemon.op_times('Remove', 'deleted'),
         }
     finally:
-        for name in created:
-            sh(['docker', 'volume', 'rm', '-f', name], check=False)
+        if engine.pid is not None:
+            for name in created:
+                sh(docker('volume', 'rm', '-f', name), check=False)
         daemon.stop()
         leftovers = mounts_under(base) + loops_under(base)
         for mp in sorted(mounts_under(base), key=lambda m: -m.count('/')):
             sh(['umount', '-l', mp], check=False)
-        for dev in loops_under(base):
+        for dev in loops_under(top):
             sh(['losetup', '-d', dev], check=False)
-        shutil.rmtree(base, ignore_errors=True)
+        engine.stop()
+        shutil.rmtree(top, ignore_errors=True)
         if leftovers:
             print('WARNING: cleaned up leftovers: %s' % leftovers, file=sys.stderr)
 
     p_plugin, p_local = pct(results['run_plugin_ms'], 0.5), pct(results['run_local_ms'], 0.5)
     overhead = p_plugin - p_local
     d = results['daemon_ms']
-    print('volume-plugin benchmark (loop backend, docker %s, %d runs, daemon on %s)'
-          % (sh(['docker', 'version', '--format', '{{.Server.Version}}']).stdout.strip(), args.runs, args.python))
+    print('volume-plugin benchmark (loop backend, private dockerd %s, %d runs, daemon on %s)'
+          % (docker_version, args.runs, args.python))
     print('docker run --rm -v VOL:/data %s true' % args.image)
     print(row('local bind volume', results['run_local_ms']))
     print(row('plugin volume (attach+mount+umount+detach)', results['run_plugin_ms']))

@@ -197,9 +197,18 @@ def read_instance_uuid(config_drive=CONFIG_DRIVE_LABEL, metadata_url=METADATA_UR
                     pass
     if metadata_url:
         try:
-            from urllib.request import urlopen
-            with urlopen(metadata_url, timeout=timeout) as resp:  # nosec - link-local metadata service
+            from urllib.parse import urlsplit
+            import http.client
+            parts = urlsplit(metadata_url)
+            conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
+            try:
+                conn.request('GET', parts.path or '/')
+                resp = conn.getresponse()
+                if resp.status != 200:
+                    return None
                 data = json.loads(resp.read().decode('utf-8'))
+            finally:
+                conn.close()
             return data.get('uuid')
         except Exception:  # pylint: disable=broad-except
             return None
@@ -677,16 +686,16 @@ class CinderBackend(Backend):
             for vol, others in todo:
                 for sid in others:
                     self._wait_nova_detached(sid, [vol.id])
-        pending_create = [v for v, _ in todo if v.extra.get('status') not in ('available', 'in-use')]
+        pending_create = [v for v, _others in todo if v.extra.get('status') not in ('available', 'in-use')]
         if pending_create:
             self.wait_status([self._get(v.id) for v in pending_create], ('available',), 'to become available')
-        for vol, _ in todo:
+        for vol, _others in todo:
             self._post_attachment(server, vol)
         if todo:
             done = self.wait_status(
-                [self._get(v.id) for v, _ in todo], ('in-use',), 'to be attached to %s' % server.name,
+                [self._get(v.id) for v, _others in todo], ('in-use',), 'to be attached to %s' % server.name,
                 check=lambda r: server.id in [a.get('server_id') for a in (r.attachments or [])])
-            for vol, _ in todo:
+            for vol, _others in todo:
                 new = self.to_backend_volume(done[vol.id], vol.name)
                 new.attached_here = server.id == self._server_id_or_none()
                 new.extra['fresh'] = vol.extra.get('fresh', False)
@@ -1004,11 +1013,11 @@ def ensure_volumes(backend, specs, check_mode=False):
 
     results = {}
     errors = []
-    to_create = [(spec, req) for spec, req, vol, actions, _ in plans if 'create' in actions]
+    to_create = [(p[0], p[1]) for p in plans if 'create' in p[3]]
     if to_create:
         try:
-            created = backend.create_many([req for _, req in to_create])
-            for (spec, _), vol in zip(to_create, created):
+            created = backend.create_many([item[1] for item in to_create])
+            for (spec, _req), vol in zip(to_create, created):
                 results[spec['name']] = vol
         except PVError as exc:
             errors.append(str(exc))

@@ -208,6 +208,7 @@ class VSphereBackend(Backend):
             disk = self.disks.find(path)
             if disk is not None:
                 marker = vd.read_marker(self.client, path, self.dc)
+                vd.check_identity(marker, disk)
                 owned = marker is not None or bool(req.adopt_id)
                 found[req.name] = self._volume(req.name, path, disk, owned=owned,
                                                size=(marker or {}).get('size'), adopted=bool(req.adopt_id))

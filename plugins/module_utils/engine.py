@@ -48,10 +48,7 @@ class VolumeSpec(object):
     @classmethod
     def from_dict(cls, raw, root=MANAGED_ROOT):
         name = raw.get('name')
-        try:
-            validate_name(name)
-        except PVError:
-            raise
+        validate_name(name)
         try:
             state = raw.get('state') or 'present'
             if state not in STATES:

@@ -111,6 +111,15 @@ def write_marker(client, vmdk_path, datacenter, name, size, extra=None):
     return data
 
 
+def check_identity(marker, disk):
+    """Refuse a VMDK whose disk uuid differs from the one its marker recorded (file replaced)."""
+    want = guest.disk_wwn((marker or {}).get('uuid'))
+    have = guest.disk_wwn((disk or {}).get('uuid'))
+    if want and have and want != have:
+        raise PVError('the disk at %s has uuid %s but its ownership marker records %s: the VMDK was '
+                      'replaced; refusing to use it' % (disk.get('filename'), disk.get('uuid'), marker.get('uuid')))
+
+
 def disk_size(device):
     size = getattr(device, 'capacityInBytes', None)
     if not size:
@@ -524,11 +533,17 @@ def ensure_disk(client, vm, want, check_mode=False, disks=None):
             after_disk = disks.find(filename)
             if after_disk is None:
                 raise PVError('VM %s reports no disk %s after reconfiguring it' % (disks.name, filename))
-            if grow_to is not None or any(a.startswith('grow ') for a in actions):
+            if owned and after_disk.get('uuid'):
+                # created now: record the disk uuid the server gave it (identity = path + uuid)
+                write_marker(client, filename, dc, want.get('name') or filename, after_disk['size'],
+                             {'uuid': after_disk['uuid']})
+            elif grow_to is not None or any(a.startswith('grow ') for a in actions):
                 if marker is None:
                     marker = load_marker()
                 if marker is not None:
-                    write_marker(client, filename, dc, marker.get('name') or filename, after_disk['size'])
+                    check_identity(marker, after_disk)
+                    write_marker(client, filename, dc, marker.get('name') or filename, after_disk['size'],
+                                 {'uuid': marker['uuid']} if marker.get('uuid') else None)
     else:   # absent
         destroy = bool(want.get('destroy'))
         if destroy and exists:
@@ -537,6 +552,7 @@ def ensure_disk(client, vm, want, check_mode=False, disks=None):
                 raise PVError('refusing to destroy %s: it has no ownership marker %s, so it was not '
                               'created by %s; nothing was changed' % (filename, marker_path(filename), MANAGED_BY))
             owned = True
+            check_identity(marker, attached)
             if attached is None:
                 others = vms_using(client, filename, exclude=vm)
                 if others:

@@ -17,12 +17,12 @@ description:
   - Returns the attachment and the B(stable device ids) under which the volume appears inside the guest
     (C(/dev/disk/by-id/virtio-<id[:20]>), C(virtio-<id>), C(scsi-0QEMU_QEMU_HARDDISK_<id[:20]>),
     C(scsi-0QEMU_QEMU_HARDDISK_<id>), C(wwn-0x<id without dashes>)). The device name Nova reports
-    (RV(attachments[].device_hint)) is only a hint that KVM ignores; never use it to find the disk.
+    (RV(attachment.device_hint)) is only a hint that KVM ignores; never use it to find the disk.
   - A volume attached to ANOTHER server is refused, unless O(force_detach=true); even then only when that
     server is C(SHUTOFF) (fencing; a running server may still write to it), unless O(fencing=false).
   - Several volumes (O(volumes)) are attached in one call and waited for in one batch.
 author:
-  - persistent_volumes.docker contributors
+  - persistent_volumes.docker contributors (@persistent-volumes)
 extends_documentation_fragment:
   - persistent_volumes.docker.openstack
 attributes:
@@ -133,7 +133,7 @@ attachment:
       description: Cinder attachment id (V(null) when detached).
       type: str
     device_hint:
-      description: The device name Nova reports. NOT where the disk is in a KVM guest; use RV(attachments[].locators).
+      description: The device name Nova reports. NOT where the disk is in a KVM guest; use RV(attachment.locators).
       type: str
       sample: /dev/vdb
     status:

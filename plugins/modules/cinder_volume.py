@@ -23,13 +23,13 @@ description:
     parallel and waited for in one batch.
   - O(state=absent) refuses to delete a volume that is attached to a server, unless O(detach=true).
 author:
-  - persistent_volumes.docker contributors
+  - persistent_volumes.docker contributors (@persistent-volumes)
 extends_documentation_fragment:
   - persistent_volumes.docker.openstack
 attributes:
   check_mode:
     support: full
-    description: Nothing is changed; RV(volumes[].actions) tells what a real run would do.
+    description: Nothing is changed; RV(volume.actions) tells what a real run would do.
   diff_mode:
     support: full
     description: Size, description, metadata and attachments before and after, per volume.

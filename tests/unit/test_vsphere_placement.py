@@ -159,3 +159,12 @@ def test_auth_spec_shapes():
     spec = vc.auth_argument_spec(marker)
     assert spec['hostname']['fallback'] == (marker, ['VMWARE_HOST'])
     assert spec['validate_certs']['fallback'] == (marker, ['VMWARE_VALIDATE_CERTS'])
+
+
+def test_identity_is_path_plus_uuid():
+    marker = {'uuid': '6000C29d-45ef-3a5e-7c1f-9e31a12b8c2d'}
+    vd.check_identity(marker, {'filename': '[ds] a.vmdk', 'uuid': '6000c29d-45ef-3a5e-7c1f-9e31a12b8c2d'})
+    vd.check_identity(marker, {'filename': '[ds] a.vmdk', 'uuid': None})        # server gives none
+    vd.check_identity({}, {'filename': '[ds] a.vmdk', 'uuid': '6000C29d-45ef-3a5e-7c1f-9e31a12b8c2d'})
+    with pytest.raises(PVError, match='the VMDK was replaced'):
+        vd.check_identity(marker, {'filename': '[ds] a.vmdk', 'uuid': '6000C291-0000-0000-0000-000000000000'})

@@ -147,6 +147,10 @@ def seed(args):
         image = conn.image.create_image(name=IMAGE, data=b'\0' * 1024 * 1024, disk_format='raw',
                                         container_format='bare', visibility='public',
                                         allow_duplicates=True)
+    # tests and benchmarks make many volumes at once: no quotas for the admin project
+    project = conn.current_project_id
+    conn.set_volume_quotas(project, volumes=-1, gigabytes=-1, snapshots=-1, backups=-1)
+    conn.set_compute_quotas(project, instances=-1, cores=-1, ram=-1)
     flavor = conn.compute.find_flavor(FLAVOR)
     if flavor is None:
         flavor = conn.compute.create_flavor(name=FLAVOR, ram=256, vcpus=1, disk=1)

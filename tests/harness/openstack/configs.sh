@@ -279,6 +279,11 @@ api_paste_config = $ETC/cinder/api-paste.ini
 state_path = $DATA/cinder
 enabled_backends = fake
 default_volume_type = __DEFAULT__
+# tests and benchmarks make many volumes at once (default quota: 10)
+quota_volumes = -1
+quota_gigabytes = -1
+quota_snapshots = -1
+quota_backups = -1
 [database]
 connection = $DB_URL_BASE/cinder?charset=utf8
 [fake]
@@ -310,6 +315,10 @@ periodic_fuzzy_delay = 0
 auth_strategy = keystone
 [scheduler]
 discover_hosts_in_cells_interval = 5
+[quota]
+instances = -1
+cores = -1
+ram = -1
 [vnc]
 enabled = false
 [oslo_concurrency]
