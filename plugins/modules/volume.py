@@ -25,7 +25,7 @@ description:
     grown online); shrinking is refused.
   - Idempotent; supports check mode (the plan is returned in RV(volumes[].actions)) and diff mode.
 author:
-  - persistent_volumes.docker contributors
+  - persistent_volumes.docker contributors (@persistent-volumes)
 attributes:
   check_mode:
     support: full
@@ -242,7 +242,7 @@ options:
         description: Disk mode (C(independent_persistent) by default, so VM snapshots never roll back volume data).
         type: str
       controller_type:
-        description: pvscsi or lsilogic.
+        description: pvscsi, lsilogic or lsilogicsas.
         type: str
       enable_uuid:
         description: Set C(disk.EnableUUID=TRUE) on the VM.

@@ -20,7 +20,7 @@ description:
     mounts directory) are reported in RV(orphans).
   - An optional JMESPath O(query) reduces the result on the host, for example to the names of unhealthy volumes.
 author:
-  - persistent_volumes.docker contributors
+  - persistent_volumes.docker contributors (@persistent-volumes)
 attributes:
   check_mode:
     support: full
