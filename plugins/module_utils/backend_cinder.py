@@ -689,6 +689,8 @@ class CinderBackend(Backend):
         pending_create = [v for v, _others in todo if v.extra.get('status') not in ('available', 'in-use')]
         if pending_create:
             self.wait_status([self._get(v.id) for v in pending_create], ('available',), 'to become available')
+        # one POST after the other: nova-compute serialises attaches to one server anyway (instance
+        # lock; parallel POSTs measured no faster), then ONE wait for all of them
         for vol, _others in todo:
             self._post_attachment(server, vol)
         if todo:
