@@ -746,9 +746,9 @@ class PluginHandler(BaseHTTPRequestHandler):
         caller = ''
         if isinstance(body, dict) and isinstance(body.get('ID'), str):
             caller = ' id=%s' % body['ID'][:12]
-        self.server.log_line('%s name=%s%s %s (%dms)' % (method.split('.')[-1] if method in METHODS else 'unknown',
-                                                        _printable(name), caller, _printable(outcome),
-                                                        (time.monotonic() - started) * 1000))
+        op = method.split('.')[-1] if method in METHODS else 'unknown'
+        self.server.log_line('%s name=%s%s %s (%dms)' % (op, _printable(name), caller, _printable(outcome),
+                                                         (time.monotonic() - started) * 1000))
         self._reply(status, payload)
 
 
@@ -863,4 +863,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    raise SystemExit(main())

@@ -51,7 +51,7 @@ def plugin_vars(engine, driver, **extra):
     private plugin directory, reference checks against it."""
     base = os.path.join(engine.shared, driver)
     return role_vars(driver, base, pv_plugin_socket=os.path.join(engine.plugin_dir, driver + '.sock'),
-                        pv_plugin_docker_host=engine.host, **extra)
+                     pv_plugin_docker_host=engine.host, **extra)
 
 
 def play(variables):

@@ -129,8 +129,8 @@ def test_kill9_between_mount_and_unmount(plugin, busybox_image, uid, pcleanup):
     name = pcleanup.docker_volume(uid + '-k9')
     assert create(plugin, name).returncode == 0
     c1 = pcleanup.container(uid + '-c1')
-    plugin.cli('run', '-d', '--network', 'none', '--name', c1, '--stop-timeout', '1', '-v', name + ':/data', busybox_image,
-           'sh', '-c', 'echo one > /data/one; exec sleep 600')
+    plugin.cli('run', '-d', '--network', 'none', '--name', c1, '--stop-timeout', '1', '-v', name + ':/data',
+               busybox_image, 'sh', '-c', 'echo one > /data/one; exec sleep 600')
     wait_for(lambda: plugin.refs(name), what='the Mount reference')
     old = plugin.kill9()
     new = plugin.start()
@@ -160,8 +160,8 @@ def test_kill9_cycles(plugin, busybox_image, uid, pcleanup):
     assert create(plugin, name).returncode == 0
     for i in range(20):
         cname = pcleanup.container('%s-c%d' % (uid, i))
-        plugin.cli('run', '-d', '--network', 'none', '--name', cname, '--stop-timeout', '1', '-v', name + ':/data', busybox_image,
-               'sh', '-c', 'echo %d >> /data/log; exec sleep 600' % i)
+        plugin.cli('run', '-d', '--network', 'none', '--name', cname, '--stop-timeout', '1', '-v', name + ':/data',
+                   busybox_image, 'sh', '-c', 'echo %d >> /data/log; exec sleep 600' % i)
         wait_for(lambda: plugin.refs(name), what='reference in cycle %d' % i)
         plugin.kill9()
         plugin.start()
@@ -209,7 +209,7 @@ def test_fifty_parallel_containers(plugin, engine, busybox_image, uid, pcleanup)
 
     with ThreadPoolExecutor(max_workers=50) as pool:
         list(pool.map(start, names))
-    running = [c for c in docker_client.containers.list(filters={'volume': name})]
+    running = docker_client.containers.list(filters={'volume': name})
     assert len(running) == 50
     assert len(plugin.refs(name)) == 50
     assert plugin.mount_count(name) == 1

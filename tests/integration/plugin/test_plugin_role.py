@@ -89,7 +89,7 @@ def test_role_install_idempotence_restart_upgrade_absent(ansible, role_env, busy
     name = pcleanup.docker_volume(uid + '-r')
     assert inst.cli('volume', 'create', '-d', inst.driver, name).returncode == 0
     out = inst.cli('run', '--rm', '--network', 'none', '-v', name + ':/data', busybox_image, 'sh', '-c',
-                 'echo hi > /data/x && cat /data/x').stdout
+                   'echo hi > /data/x && cat /data/x').stdout
     assert out.strip() == 'hi'
 
     # -- idempotence: nothing changes, the daemon is not restarted
