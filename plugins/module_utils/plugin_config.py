@@ -18,6 +18,7 @@ Example (every key but ``backend`` is optional)::
       "lost_found": "remove",
       "docker_host": "unix:///var/run/docker.sock",
       "timeout": 300,
+      "unmount_grace": 3,
       "debug": false
     }
 
@@ -49,7 +50,7 @@ SECRET_KEY_RE = re.compile(r'pass|secret|token|credential|api_?key|private', re.
 LOST_FOUND = ('remove', 'keep')
 DEFAULT_KEYS = ('size', 'fstype', 'mount_options', 'uid', 'gid', 'mode', 'backend_options')
 KNOWN_KEYS = ('driver', 'backend', 'backend_params', 'root', 'socket', 'defaults', 'max_size',
-              'mkfs_options', 'lost_found', 'docker_host', 'timeout', 'debug')
+              'mkfs_options', 'lost_found', 'docker_host', 'timeout', 'unmount_grace', 'debug')
 
 
 class PluginConfig(object):
@@ -119,6 +120,12 @@ class PluginConfig(object):
             self.timeout = int(raw.get('timeout') or 300)
         except (TypeError, ValueError):
             raise PVError('timeout must be a number of seconds')
+        try:
+            self.unmount_grace = float(raw.get('unmount_grace', 3))
+        except (TypeError, ValueError):
+            raise PVError('unmount_grace must be a number of seconds')
+        if not 0 <= self.unmount_grace <= 3600:
+            raise PVError('unmount_grace must be between 0 and 3600 seconds')
         self.debug = bool(raw.get('debug'))
         self.secrets = sorted(set(collect_secrets(self.backend_params)), key=len, reverse=True)
 

@@ -35,7 +35,12 @@ Lifecycle of a volume:
 * ``Mount`` (per caller ID) attaches and mounts it on the first user (engine
   ``present``); later callers only add their ID. ``Unmount`` drops the ID; the
   last one unmounts it and detaches the storage (engine ``detached``), so a
-  cloud volume can move to another host. Both are idempotent.
+  cloud volume can move to another host. Both are idempotent. That release
+  happens ``unmount_grace`` seconds (default 3) after the last Unmount, unless
+  a Mount comes first: Docker mounts a plugin volume once while it creates a
+  container (to copy image content into it) and again when it starts it, and
+  a container restart is an Unmount followed by a Mount; without the grace each
+  would detach and re-attach the storage. Remove and shutdown release at once.
 * Attached to another server/VM: the backend's fenced force-detach applies
   (only when that server/VM is stopped); per-volume backend options and the
   configured ``defaults.backend_options`` are passed to the backend.
@@ -148,6 +153,7 @@ class VolumeDriver(object):
         self.logger = logger or (lambda line: None)
         self.wake = threading.Event()
         self.verified_once = False
+        self.pending = {}                  # name -> Timer of a deferred release (unmount_grace)
         self.scope, self.volume_options = self._backend_traits()
 
     # -- plumbing ----------------------------------------------------------------
@@ -338,6 +344,7 @@ class VolumeDriver(object):
             refs = self.store.refs.get(name) or []
             if refs:
                 raise RequestError('volume %s is mounted for %d container(s); not removed' % (name, len(refs)))
+            self._cancel_release(name)
             rec = self.store.volumes.get(name)
             if rec is None:
                 rec = self._remote_record(name)
@@ -356,6 +363,8 @@ class VolumeDriver(object):
             rec = self._record(name)
             path = self.mountpoint(name)
             note = 'ref'
+            if self._cancel_release(name):
+                note = 'kept'            # re-mounted within the grace period: nothing to do
             if not self.is_mounted(name):
                 results = self._apply([self.spec(name, rec, 'present')])
                 size = results[0].get('size')
@@ -389,8 +398,52 @@ class VolumeDriver(object):
                 if any((name, r) in self.unverified for r in refs):
                     self.wake.set()      # let the verifier check them against Docker
                 return {'Err': ''}, 'refs=%d%s' % (len(refs), '' if known else ' (unknown ID)')
+            grace = self.cfg.unmount_grace
+            if grace > 0:
+                self._cancel_release(name)
+                timer = threading.Timer(grace, self._release_later, args=(name,))
+                timer.daemon = True
+                self.pending[name] = timer
+                timer.start()
+                return {'Err': ''}, 'refs=0 release in %gs' % grace
             note = self._teardown(name)
             return {'Err': ''}, 'refs=0 %s' % note
+
+    def _cancel_release(self, name):
+        timer = self.pending.pop(name, None)
+        if timer is not None:
+            timer.cancel()
+            return True
+        return False
+
+    def _release_later(self, name):
+        """The deferred part of the last Unmount: unmount and detach unless a Mount came."""
+        started = time.monotonic()
+        with self.lock:
+            if self.pending.get(name) is not threading.current_thread():
+                return                   # cancelled or replaced meanwhile
+            del self.pending[name]
+            if self.store.refs.get(name):
+                return
+            try:
+                note = self._teardown(name)
+            except Exception as exc:  # pylint: disable=broad-except
+                self.logger('Release name=%s err %s (%dms)' % (name, self.cfg.scrub(exc),
+                                                               (time.monotonic() - started) * 1000))
+                return
+        self.logger('Release name=%s ok %s (%dms)' % (name, note, (time.monotonic() - started) * 1000))
+
+    def flush(self):
+        """Run the pending releases now (at shutdown)."""
+        with self.lock:
+            names = list(self.pending)
+            for name in names:
+                self._cancel_release(name)
+                if not self.store.refs.get(name):
+                    try:
+                        self.logger('Release name=%s ok %s (shutdown)' % (name, self._teardown(name)))
+                    except Exception as exc:  # pylint: disable=broad-except
+                        self.logger('Release name=%s err %s (shutdown)' % (name, self.cfg.scrub(exc)))
 
     def _teardown(self, name):
         rec = self.store.volumes.get(name)
@@ -544,6 +597,8 @@ class VolumeDriver(object):
                 release = [n for n in names if not self.store.refs.get(n) and n in self.store.volumes]
                 specs = [self.spec(n, self.store.volumes[n], 'detached') for n in release]
             self.verified_once = True
+            for spec in specs:
+                self._cancel_release(spec['name'])
             done = []
             if specs:
                 try:
@@ -852,6 +907,7 @@ def main(argv=None):
         stop.set()
         driver.wake.set()
         server.server_close()
+        driver.flush()
         for path in (config.socket, args.pidfile):
             if path:
                 try:

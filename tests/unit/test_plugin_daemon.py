@@ -103,7 +103,7 @@ class FakeProbe(object):
 
 def make_driver(tmp_path, world, **cfg):
     raw = {'driver': 'pv-unit', 'backend': 'loop', 'root': str(tmp_path / 'root'),
-           'socket': str(tmp_path / 'p.sock'), 'defaults': {'size': '64MiB'}}
+           'socket': str(tmp_path / 'p.sock'), 'defaults': {'size': '64MiB'}, 'unmount_grace': 0}
     raw.update(cfg)
     config = PluginConfig(raw)
     lines = []
@@ -493,3 +493,41 @@ def test_config_cinder_clouds_yaml_becomes_environment():
     assert 'clouds_yaml' not in cfg.backend_params and cfg.backend_params['cloud'] == 'c1'
     with pytest.raises(PVError, match='clouds_yaml'):
         PluginConfig({'backend': 'cinder', 'backend_params': {'clouds_yaml': 'relative.yaml'}})
+
+
+def test_unmount_grace(tmp_path, world):
+    import time
+    d = make_driver(tmp_path, world, unmount_grace=0.3)
+    d.start()
+    d.create({'Name': 'g1'})
+    world.calls[:] = []
+    mp = d.mountpoint('g1')
+    d.mount({'Name': 'g1', 'ID': 'create'})
+    assert d.unmount({'Name': 'g1', 'ID': 'create'})[1] == 'refs=0 release in 0.3s'
+    assert world.mounted == {mp}                  # still mounted during the grace
+    assert d.mount({'Name': 'g1', 'ID': 'start'})[1].startswith('kept')
+    time.sleep(0.5)
+    assert world.mounted == {mp}                  # the Mount cancelled the release
+    d.unmount({'Name': 'g1', 'ID': 'start'})
+    time.sleep(0.6)
+    assert world.mounted == set()
+    assert world.calls == [('g1', 'present'), ('g1', 'detached')]
+    assert any(line.startswith('Release name=g1 ok') for line in d.lines)
+    # Remove during the grace releases at once; shutdown flushes pending releases
+    d.mount({'Name': 'g1', 'ID': 'x'})
+    d.unmount({'Name': 'g1', 'ID': 'x'})
+    d.remove({'Name': 'g1'})
+    assert world.mounted == set() and 'g1' not in world.sizes and d.pending == {}
+    d.create({'Name': 'g2'})
+    d.mount({'Name': 'g2', 'ID': 'y'})
+    d.unmount({'Name': 'g2', 'ID': 'y'})
+    d.flush()
+    assert world.mounted == set() and d.pending == {}
+
+
+def test_config_unmount_grace():
+    assert PluginConfig({}).unmount_grace == 3
+    with pytest.raises(PVError, match='unmount_grace'):
+        PluginConfig({'unmount_grace': 'soon'})
+    with pytest.raises(PVError, match='unmount_grace'):
+        PluginConfig({'unmount_grace': -1})

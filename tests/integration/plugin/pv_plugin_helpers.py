@@ -41,6 +41,7 @@ def role_vars(driver, base, **extra):
         'pv_plugin_log_file': os.path.join(base, 'log', 'plugin.log'),
         'pv_plugin_service_manager': 'pidfile',
         'pv_plugin_defaults': {'size': '64MiB'},
+        'pv_plugin_unmount_grace': 1,
     }
     values.update(extra)
     return values

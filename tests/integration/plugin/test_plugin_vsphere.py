@@ -94,13 +94,13 @@ def test_vsphere_volume_through_the_plugin(vsphere_plugin, engine, vs, vcsim, te
     assert info['Mountpoint'] == plugin.mountpoint(name)
     wait_for(lambda: engine.cli('logs', cname).stdout.split() == ['f'], what='the container output')
     engine.cli('rm', '-f', cname)
-    wait_for(lambda: plugin.mount_count(name) == 0, what='unmount')
-    assert path not in vmdisk_files(test_vm)           # last Unmount detaches it
+    wait_for(lambda: path not in vmdisk_files(test_vm), what='detach after the last Unmount')
+    assert plugin.mount_count(name) == 0
     assert os.path.exists(flat)
 
     out = engine.cli('run', '--rm', '--network', 'none', '-v', name + ':/data', busybox_image, 'cat', '/data/f')
     assert out.stdout.strip() == 'hello-vsphere-plugin'
-    assert path not in vmdisk_files(test_vm)
+    wait_for(lambda: path not in vmdisk_files(test_vm), what='detach after the last Unmount')
 
     assert engine.cli('volume', 'rm', name).returncode == 0
     assert not os.path.exists(flat)
