@@ -114,6 +114,16 @@ class Backend(object):
         """Attach to this host; return the updated BackendVolume with locators."""
         raise NotImplementedError
 
+    # -- optional batch forms: cloud backends override them to send every request first and
+    #    wait for all in one polling loop (cinder); the defaults just loop ------------------
+    def create_many(self, requests):
+        """Create several volumes; same result as ``[create(r) for r in requests]``."""
+        return [self.create(request) for request in requests]
+
+    def attach_many(self, volumes):
+        """Attach several volumes; same result as ``[attach(v) for v in volumes]``."""
+        return [self.attach(volume) for volume in volumes]
+
     def locate(self, volume, timeout=60):
         """Return the block device path of an attached volume, size verified."""
         raise NotImplementedError
