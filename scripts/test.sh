@@ -26,9 +26,16 @@ RESULTS=$REPO/.state/test-results
 declare -A PHASE_RC PHASE_TIME
 PHASES=()
 
-phase() { # phase NAME CMD... : run, record rc and time
+INTERRUPTED=
+trap 'INTERRUPTED=1' INT TERM   # children get the signal too (timeout signals the group)
+
+phase() { # phase NAME CMD... : run, record rc and time; skipped once interrupted
     local name=$1 t0=$SECONDS rc=0
     shift
+    if [[ -n $INTERRUPTED ]]; then
+        echo "test.sh: interrupted: skipping phase $name" >&2
+        return 0
+    fi
     echo
     echo "==================== $name ===================="
     "$@" || rc=$?
@@ -109,5 +116,6 @@ for name in "${PHASES[@]}"; do
     printf '%-10s rc=%-3s %5s s\n' "$name" "${PHASE_RC[$name]}" "${PHASE_TIME[$name]}"
     ((PHASE_RC[$name] == 0)) || rc=1
 done
+[[ -z $INTERRUPTED ]] || { echo "interrupted"; rc=1; }
 echo "total: $((SECONDS - T0)) s -> $([[ $rc == 0 ]] && echo PASSED || echo FAILED)"
 exit $rc

@@ -519,6 +519,8 @@ class Cleanup(object):
         self._actions = []
         self._docker_factory = docker_client_factory
         self._docker = None
+        self._volume_names = {}     # driver (or '*') -> names, listed once per teardown (see _volumes)
+        self._swept_kinds = set()
         self.errors = []
 
     # -- registration
@@ -531,8 +533,9 @@ class Cleanup(object):
         self._actions.append(('container %s' % name_or_id, self._rm_container, (name_or_id,), {}))
         return name_or_id
 
-    def docker_volume(self, name):
-        self._actions.append(('docker volume %s' % name, self._rm_volume, (name,), {}))
+    def docker_volume(self, name, driver=None):
+        """A Docker volume; ``driver`` (e.g. a plugin's name) makes the teardown lookup cheaper."""
+        self._actions.append(('docker volume %s' % name, self._rm_volume, (name, driver), {}))
         return name
 
     def mount(self, path):
@@ -570,6 +573,7 @@ class Cleanup(object):
             what, func, args, kwargs = self._actions.pop()
             self._try(what, func, *args, **kwargs)
         action_errors, self.errors = self.errors, []
+        self._swept_kinds = set(self._volume_names)
         self.sweep()
         leftovers, self.errors = self.errors, []
         return action_errors, leftovers
@@ -626,16 +630,36 @@ class Cleanup(object):
         except docker.errors.NotFound:
             pass
 
-    def _rm_volume(self, name):
+    def _volumes(self, client, driver=None):
+        """Names of the Docker volumes of ``driver`` (None: all drivers), listed once per teardown.
+
+        Listing all drivers, or looking up a name that does not exist, makes dockerd ask every
+        volume driver it ever loaded; a plugin driver whose daemon is gone costs ~15 s per call.
+        A ``driver`` filter only asks that driver.
+        """
+        key = driver or '*'
+        if key not in self._volume_names:
+            filters = {'driver': driver} if driver else None
+            vols = client.api.volumes(filters=filters).get('Volumes') or []
+            self._volume_names[key] = set(v['Name'] for v in vols)
+        return self._volume_names[key]
+
+    def _rm_volume(self, name, driver=None):
         import docker.errors
         client = self._client()
         if client is None:
             sh(['docker', 'volume', 'rm', '-f', name], check=False)
             return
+        if name not in self._volumes(client, 'local') and \
+                not (driver and name in self._volumes(client, driver)) and \
+                name not in self._volumes(client):
+            return
         try:
-            client.volumes.get(name).remove(force=True)
+            client.api.remove_volume(name, force=True)
         except docker.errors.NotFound:
             pass
+        for names in self._volume_names.values():
+            names.discard(name)
 
     def _rm_loop_file(self, path):
         real = os.path.realpath(path)
@@ -656,8 +680,13 @@ class Cleanup(object):
             self._try('sweep container %s' % c.name, c.remove, force=True, v=True)
 
     def _sweep_volumes(self, client):
-        for v in client.volumes.list(filters={'name': self.prefix}):
-            self._try('sweep volume %s' % v.name, v.remove, force=True)
+        # local volumes always (cheap); all drivers only when this teardown already needed it
+        drivers = ['local'] + ([None] if '*' in self._swept_kinds else [])
+        self._volume_names = {}
+        for driver in drivers:
+            for name in sorted(self._volumes(client, driver)):
+                if self.prefix in name:
+                    self._try('sweep volume %s' % name, client.api.remove_volume, name, force=True)
 
     def _sweep_root(self, root, p, depth):
         if depth <= 0 or not os.path.isdir(root) or os.path.islink(root):

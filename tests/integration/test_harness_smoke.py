@@ -61,7 +61,7 @@ def test_collection_is_visible(ansible):
 
 
 def test_busybox_container_and_cleanup(docker_client, busybox_image, uid, cleanup, tmp_path):
-    vol = cleanup.docker_volume(docker_client.volumes.create(name=uid + '-vol').name)
+    vol = cleanup.docker_volume(docker_client.volumes.create(name=uid + '-vol', driver='local').name)
     name = cleanup.container(uid + '-writer')
     out = docker_client.containers.run(busybox_image, ['sh', '-c', 'echo data > /data/x && cat /data/x'],
                                        name=name, volumes={vol: {'bind': '/data', 'mode': 'rw'}},
@@ -88,4 +88,4 @@ def test_busybox_container_and_cleanup(docker_client, busybox_image, uid, cleanu
     with open('/etc/fstab') as f:
         assert uid not in f.read()
     assert not docker_client.containers.list(all=True, filters={'name': uid})
-    assert not docker_client.volumes.list(filters={'name': uid})
+    assert not docker_client.volumes.list(filters={'name': uid, 'driver': 'local'})
