@@ -21,7 +21,7 @@ Fixtures (see tests/integration/helpers.py for the classes):
 * ``busybox_image`` (session) -> ``'pv-test/busybox:latest'`` built by ``tests/harness/image.sh``.
 * ``uid`` -> unique prefix ``pvt-<6 hex>`` for names of everything a test creates.
 * ``cleanup`` -> :class:`Cleanup` (``add(func, *a, **kw)``, ``container(name)``,
-  ``docker_volume(name)``, ``mount(path)``, ``loop(dev)``, ``loop_file(path)``,
+  ``docker_volume(name, driver=None)``, ``mount(path)``, ``loop(dev)``, ``loop_file(path)``,
   ``fstab(marker)``, ``path(path)``); reverse order, even on failure, then a sweep of
   everything whose name contains ``uid``.
 * ``repo_root``, ``collections_root`` (session) -> paths.
