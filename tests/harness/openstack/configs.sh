@@ -74,6 +74,13 @@ loopback_users.guest = true
 log.file = false
 log.console = true
 EOT
+    # RabbitMQ >= 3.13 (Debian 13 ships 4.x) deprecates the transient non-exclusive queues
+    # oslo.messaging declares by default; 3.10 (Debian 12) does not know the key and would refuse it
+    local rmq
+    rmq="$(dpkg-query -W -f='${Version}' rabbitmq-server 2>/dev/null || true)"
+    if dpkg --compare-versions "${rmq:-0}" ge 3.13; then
+        echo "deprecated_features.permit.transient_nonexcl_queues = true" >> "$ETC/rabbitmq/rabbitmq.conf"
+    fi
     echo '[].' > "$ETC/rabbitmq/enabled_plugins"
 
     # --- WSGI wrappers: oslo.config would parse gunicorn's argv and die

@@ -19,7 +19,8 @@ import yaml
 
 from faultproxy import FaultProxy
 
-pytestmark = [pytest.mark.cinder, pytest.mark.slow]
+# the first test may install and cold-start the test cloud (session fixture) within its timeout
+pytestmark = [pytest.mark.cinder, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 POST_VOLUMES = r'/volumes$'
 GET_VOLUMES = r'/volumes/detail'

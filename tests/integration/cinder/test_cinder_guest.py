@@ -19,7 +19,8 @@ import pytest
 
 from conftest import guest_device
 
-pytestmark = [pytest.mark.cinder, pytest.mark.slow]
+# the first test may install and cold-start the test cloud (session fixture) within its timeout
+pytestmark = [pytest.mark.cinder, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 GIB = 1024 ** 3
 

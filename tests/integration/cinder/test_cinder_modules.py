@@ -13,7 +13,8 @@ import pytest
 
 from conftest import wait_volume
 
-pytestmark = [pytest.mark.cinder, pytest.mark.slow]
+# the first test may install and cold-start the test cloud (session fixture) within its timeout
+pytestmark = [pytest.mark.cinder, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 CLOUD = {'cloud': 'pvtest'}
 GIB = 1024 ** 3
