@@ -19,8 +19,15 @@ export PYTHONPATH="$ETC/wsgi"
 
 # spawn NAME CMD...: start CMD in its own session (process group = pid), log to $LOGS/NAME.log
 spawn() {
-    local name="$1"; shift
+    local name="$1" port; shift
     if is_running "$name"; then return 0; fi
+    port="${API_PORT[$name]:-}"
+    [ "$name" = mariadb ] && port="$DB_PORT"
+    [ "$name" = rabbitmq ] && port=5672
+    if [ -n "$port" ] && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        die "port $port ($name) is already in use by a process this harness did not start (another" \
+            "test cloud, from another checkout?): stop it first"
+    fi
     setsid "$@" >>"$LOGS/$name.log" 2>&1 < /dev/null &
     echo $! > "$(pidfile "$name")"
     log "started $name (pid $!)"
