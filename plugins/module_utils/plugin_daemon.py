@@ -364,13 +364,18 @@ class VolumeDriver(object):
             path = self.mountpoint(name)
             note = 'ref'
             if self._cancel_release(name):
-                note = 'kept'            # re-mounted within the grace period: nothing to do
+                note = 'kept'            # re-mounted within the grace period: no attach, no mount
             if not self.is_mounted(name):
                 results = self._apply([self.spec(name, rec, 'present')])
                 size = results[0].get('size')
                 if size and size != rec.get('size'):
                     rec['size'] = size
                 note = 'mounted'
+            elif any(rec.get(k) is not None for k in ('uid', 'gid', 'mode')):
+                # already mounted: owner and mode of the volume root as asked (Docker's copy of
+                # the image's directory into a new volume, at container create, resets them)
+                if host.apply_ownership(path, rec.get('uid'), rec.get('gid'), host.parse_mode(rec.get('mode'))):
+                    note += ' ownership'
             refs = self.store.refs.setdefault(name, [])
             if caller not in refs:
                 refs.append(caller)

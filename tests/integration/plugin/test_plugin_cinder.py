@@ -56,7 +56,7 @@ def wait_status(connection, vid, status, timeout=120):
     deadline = time.monotonic() + timeout
     while True:
         vol = connection.block_storage.get_volume(vid)
-        if vol.status == status:
+        if vol.status == status and (status != 'available' or not vol.attachments):
             return vol
         if time.monotonic() > deadline:
             raise AssertionError('volume %s is %s, not %s after %ss' % (vid, vol.status, status, timeout))
@@ -109,6 +109,8 @@ def test_cinder_volume_through_the_plugin(cinder_plugin, engine, conn, docker_ho
     wait_status(conn, vol.id, 'available')
 
     # attached to another server that is running: the fenced force-detach refuses
+    wait_for(lambda: vol.id not in [a.volume_id for a in conn.compute.volume_attachments(docker_host)],
+             timeout=120, what='Nova to drop the attachment to pv-docker-host')
     conn.compute.create_volume_attachment(other_host, volume_id=vol.id)
     wait_status(conn, vol.id, 'in-use')
     try:

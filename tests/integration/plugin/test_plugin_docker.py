@@ -62,6 +62,7 @@ def test_data_survives_containers_and_cli(plugin, busybox_image, uid, pcleanup):
     # Docker mounts the volume while creating the container and again when starting it:
     # the second Mount finds it still mounted (release grace) instead of attaching again
     assert re.search(r'Mount name=%s id=\S+ ok kept' % re.escape(name), plugin.log_text())
+    assert_released(plugin, name)
 
     listing = plugin.cli('volume', 'ls', '--filter', 'driver=' + plugin.driver, '--format', '{{.Name}}').stdout.split()
     assert name in listing

@@ -107,3 +107,33 @@ def test_vsphere_volume_through_the_plugin(vsphere_plugin, engine, vs, vcsim, te
     log = plugin.log_text()
     assert vcsim['password'] not in log.replace('********', '') or len(vcsim['password']) < 3
     assert 'Traceback' not in log
+
+
+def test_vsphere_backend_down_is_err(engine, uid, pcleanup):
+    """vCenter unreachable: every call that needs it answers Err (no crash, no secret in
+    the answer or the log), and the daemon keeps serving."""
+    driver = 'pvtd-' + secrets.token_hex(3)
+    secret = 'pv-Secret-%s' % secrets.token_hex(4)
+    params = {'hostname': '127.0.0.1', 'port': 9, 'username': 'admin', 'password': secret,
+              'validate_certs': False, 'vm_name': 'nowhere', 'datastore': 'ds'}
+    daemon = DirectDaemon(engine, driver, {'backend': 'vsphere', 'backend_params': params, 'timeout': 5})
+    daemon.start()
+    try:
+        pid = daemon.pid()
+        name = pcleanup.docker_volume(uid + '-down')
+        proc = engine.cli('volume', 'create', '-d', driver, '--opt', 'size=64MiB', name, check=False)
+        assert proc.returncode != 0 and proc.stderr.strip()
+        for endpoint in ('VolumeDriver.Create', 'VolumeDriver.Get', 'VolumeDriver.Mount', 'VolumeDriver.Remove'):
+            _status, body = daemon.request(endpoint, {'Name': name, 'ID': 'x'})
+            if endpoint != 'VolumeDriver.Remove':
+                assert body.get('Err'), (endpoint, body)
+            assert secret not in json.dumps(body)
+        _status, body = daemon.request('VolumeDriver.List')
+        assert body.get('Err')                      # a global backend lists from vCenter
+        assert daemon.pid() == pid
+        assert daemon.request('VolumeDriver.Capabilities')[1] == {'Capabilities': {'Scope': 'global'}}
+        assert secret not in daemon.log_text() and 'Traceback' not in daemon.log_text()
+        assert not os.path.exists(daemon.mountpoint(name))
+    finally:
+        daemon.stop()
+        engine.restart()             # Docker caches a legacy plugin until it restarts
