@@ -11,6 +11,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
 import traceback
 
 from .common import BACKEND_LABEL, MANAGED_LABEL, PVError
@@ -35,7 +36,7 @@ class DockerVolumes(object):
         if not HAS_DOCKER:
             raise PVError('the Docker SDK for Python ("docker" package) is required on the Docker host')
         try:
-            self.api = docker.APIClient(base_url=base_url or 'unix:///var/run/docker.sock',
+            self.api = docker.APIClient(base_url=base_url or os.environ.get('DOCKER_HOST') or 'unix:///var/run/docker.sock',
                                         version='auto', timeout=timeout)
         except DockerException as exc:
             raise PVError('cannot reach the Docker engine: %s' % exc)

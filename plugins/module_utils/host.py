@@ -16,6 +16,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import fcntl
 import mmap
 import os
 import struct
@@ -80,14 +81,24 @@ class FstabEntry(object):
 
 
 class Fstab(object):
-    """fstab that keeps every line it does not manage (comments included)."""
+    """fstab that keeps every line it does not manage (comments included).
+
+    Edits are recorded and, on :meth:`write`, replayed onto a fresh read of the
+    file under a host-wide lock: fstab is shared by every tool on the host, and
+    a plain read-modify-write would lose lines others wrote meanwhile.
+    """
 
     MARK = '# persistent_volumes.docker: '
+    LOCK = '/run/lock/persistent-volumes.fstab.lock'
 
     def __init__(self, path=FSTAB):
         self.path = path
+        self._load()
+        self._ops = []
+
+    def _load(self):
         try:
-            with open(path) as handle:
+            with open(self.path) as handle:
                 self.original = handle.read()
         except (IOError, OSError):
             self.original = ''
@@ -109,6 +120,10 @@ class Fstab(object):
         return FstabEntry(*fields[:6])
 
     def set(self, name, entry):
+        self._ops.append(('set', name, entry))
+        self._set(name, entry)
+
+    def _set(self, name, entry):
         i = self._index(entry.file)
         if i is None:
             self.lines.append(self.MARK + name)
@@ -117,6 +132,10 @@ class Fstab(object):
             self.lines[i] = entry.render()
 
     def remove(self, target):
+        self._ops.append(('remove', target, None))
+        return self._remove(target)
+
+    def _remove(self, target):
         i = self._index(target)
         if i is None:
             return False
@@ -133,7 +152,24 @@ class Fstab(object):
         return self.render() != self.original and not (self.original == '' and not self.lines)
 
     def write(self):
-        if self.changed:
+        """Replay the recorded edits on the current file, under the lock; write if anything differs."""
+        if not self._ops:
+            return False
+        lock = self.LOCK if self.path == FSTAB else self.path + '.pv-lock'
+        if not os.path.isdir(os.path.dirname(lock)):
+            os.makedirs(os.path.dirname(lock), 0o755, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._load()
+            for op, key, entry in self._ops:
+                if op == 'set':
+                    self._set(key, entry)
+                else:
+                    self._remove(key)
+            self._ops = []
+            if not self.changed:
+                return False
             mode = 0o644
             try:
                 mode = os.stat(self.path).st_mode & 0o7777
@@ -141,6 +177,9 @@ class Fstab(object):
                 pass
             atomic_write(self.path, self.render(), mode)
             self.original = self.render()
+            return True
+        finally:
+            os.close(fd)
 
 
 class HostSnapshot(object):

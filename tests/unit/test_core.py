@@ -184,3 +184,20 @@ def test_volume_spec_defaults_and_errors():
                          ({'name': 'db', 'size': '1G', 'labels': ['x']}, 'labels must be a dict')]:
         with pytest.raises(common.PVError, match=message):
             VolumeSpec.from_dict(raw)
+
+
+def test_fstab_concurrent_writers_lose_nothing(tmp_path):
+    path = tmp_path / 'fstab'
+    path.write_text(FSTAB)
+    first, second = host.Fstab(str(path)), host.Fstab(str(path))   # both read the same old file
+    first.set('a', host.FstabEntry('UUID=a', '/srv/a', 'ext4', 'defaults', 0, 2))
+    second.set('b', host.FstabEntry('UUID=b', '/srv/b', 'xfs', 'defaults', 0, 0))
+    assert first.write() and second.write()
+    with open(str(path), 'a') as handle:                             # a foreign tool appends a line
+        handle.write('/dev/sdz1 /srv/z ext4 defaults 0 0\n')
+    first.remove('/srv/a')
+    assert first.write()
+    final = host.Fstab(str(path))
+    assert final.get('/srv/a') is None
+    assert final.get('/srv/b').spec == 'UUID=b' and final.get('/srv/z').spec == '/dev/sdz1'
+    assert final.render().startswith(FSTAB)
