@@ -15,7 +15,7 @@ version_added: 0.1.0
 description:
   - Provisions a volume on a storage backend (a loop-file image on this host, an OpenStack Cinder volume
     or a vSphere virtual disk), attaches it to the Docker host, finds its block device by a stable id,
-    formats it (only when it carries no signature at all, unless O(volumes[].force_format)), mounts it by
+    formats it (only when it carries no signature at all, unless O(force_format)), mounts it by
     filesystem UUID with an fstab entry, and creates a Docker C(local) volume bound to the mountpoint.
   - Data written by a container survives the container, the Docker volume's removal and a reboot.
   - Handles one volume (O(name) and the other top-level options) or a whole list (O(volumes)) in ONE call;
@@ -57,7 +57,7 @@ options:
     description:
       - Storage backend.
       - V(device) provisions nothing; it runs the host-side chain on storage already attached to this host
-        and found by the stable links in O(volumes[].backend_options.locators) (with C(size) and C(id)), as returned by
+        and found by the stable links in O(backend_options) key C(locators) (with C(size) and C(id)), as returned by
         M(persistent_volumes.docker.cinder_attachment) or M(persistent_volumes.docker.vsphere_disk) run where the
         cloud credentials are (see the C(volumes) role's C(pv_cloud_delegate_to)).
     type: str

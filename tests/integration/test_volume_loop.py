@@ -18,7 +18,7 @@ MiB = 1024 ** 2
 
 def sh(cmd, check=True):
     proc = subprocess.run(cmd, shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True)
+                          universal_newlines=True, check=False)
     if check and proc.returncode != 0:
         raise AssertionError('%s failed: %s%s' % (cmd, proc.stdout, proc.stderr))
     return proc.stdout
