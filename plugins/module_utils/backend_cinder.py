@@ -539,12 +539,15 @@ class CinderBackend(Backend):
         interval = 0.3
         while pending:
             if len(pending) > 1:
-                current = dict((r.id, r) for r in self.call('listing volumes', lambda: list(
-                    self.conn.block_storage.volumes(details=True))))
+                # one call for all of ours (server-side filter), single reads for any other
+                current = dict((r.id, r) for r in self._list_owned() if r.id in pending)
             else:
-                vid = list(pending)[0]
-                raw = self._get(vid)
-                current = {vid: raw} if raw is not None else {}
+                current = {}
+            for vid in pending:
+                if vid not in current:
+                    raw = self._get(vid)
+                    if raw is not None:
+                        current[vid] = raw
             for vid in list(pending):
                 raw = current.get(vid)
                 if raw is None:
