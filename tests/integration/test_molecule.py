@@ -7,12 +7,15 @@ Each test runs ``molecule test -s <scenario>`` from the repository root with the
 venv's ``bin`` first on PATH (molecule runs ``ansible-playbook``/``ansible-config`` from
 there) and asserts that it succeeded and that molecule's idempotence step passed (the
 second converge changed nothing). The target is this machine (delegated driver,
-ansible_connection=local), so the real dockerd must answer: the ``docker_client`` fixture
-starts one through tests/harness/dockerd.sh when none does.
+ansible_connection=local). The volumes scenario uses the machine's dockerd (the
+``docker_client`` fixture starts one through tests/harness/dockerd.sh when none answers);
+the volume_plugin scenario starts and stops a private engine of its own
+(extensions/molecule/utils/engine.sh) so the shared one never caches its plugin.
 
 Clean-up: the scenario's own cleanup/destroy steps remove everything (molecule runs them
-after a failed step too). If molecule itself dies or times out, ``molecule destroy`` is run,
-then ``extensions/molecule/utils/sweep.sh`` on the scenario's base directory.
+after a failed step too). After any failure (molecule dead, timed out, destroy failed),
+``molecule destroy`` is run again, then (plugin scenario) ``engine.sh stop`` and ``extensions/molecule/utils/sweep.sh`` on the
+scenario's base directory.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -108,7 +111,11 @@ def _last_resort(venv_bin, scenario):
     'volumes',
     pytest.param('volume_plugin', marks=pytest.mark.plugin),
 ])
-def test_molecule_scenario(scenario, docker_client):
+def test_molecule_scenario(scenario, request):
+    if scenario == 'volumes':
+        # the machine's shared engine (started through tests/harness/dockerd.sh if none answers);
+        # the plugin scenario starts its own private engine in its create step
+        request.getfixturevalue('docker_client')
     venv_bin = _venv_bin()
     if venv_bin is None:
         pytest.fail('molecule is not installed: pip install -r tests/requirements.txt', pytrace=False)
@@ -118,7 +125,9 @@ def test_molecule_scenario(scenario, docker_client):
     print('molecule test -s %s: rc=%s in %.1f s; steps: %s' % (scenario, rc, seconds, steps))
 
     if rc != 0:
-        extra = _last_resort(venv_bin, scenario) if rc is None or rc < 0 else ''
+        # molecule ran cleanup and destroy after the failed step; this covers its own death
+        # (timeout, signal) and a failed destroy
+        extra = _last_resort(venv_bin, scenario)
         pytest.fail('molecule test -s %s failed (rc=%s, %.0f s); steps: %s\n--- output (tail) ---\n%s\n%s'
                     % (scenario, rc, seconds, steps, output[-12000:], extra), pytrace=False)
 

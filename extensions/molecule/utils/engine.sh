@@ -54,10 +54,36 @@ engine_pid() {
     echo "$pid"
 }
 
+apt_install() {
+    # apt-get install -y PKG... (one `apt-get update` when that fails); maintainer scripts
+    # must not start services (no init system here owns them)
+    local policy_made='' rc=0
+    export DEBIAN_FRONTEND=noninteractive
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        policy_made=1
+    fi
+    if ! apt-get install -y -q --no-install-recommends "$@" >&2; then
+        { apt-get update -q >&2 && apt-get install -y -q --no-install-recommends "$@" >&2; } || rc=$?
+    fi
+    [[ -n $policy_made ]] && rm -f /usr/sbin/policy-rc.d
+    return $rc
+}
+
+ensure_tools() {
+    # a fresh CI machine: dockerd (docker.io), the docker CLI (docker-cli on Debian 13), ip, unshare
+    command -v dockerd >/dev/null || apt_install docker.io
+    command -v docker >/dev/null || apt_install docker-cli || apt_install docker.io
+    command -v ip >/dev/null || apt_install iproute2
+    command -v unshare >/dev/null || apt_install util-linux
+}
+
 is_mountpoint() { awk -v t="$1" '$5 == t {found = 1} END {exit !found}' /proc/self/mountinfo; }
 
 start() {
     if answers; then echo "running (pid $(engine_pid || echo '?'))"; return 0; fi
+    ensure_tools
     mkdir -p "$ENGINE" "$BASE/plugins" "$BASE/shared" /run/docker/plugins
     chmod 0700 "$BASE/plugins"
     if ! is_mountpoint "$BASE/shared"; then
