@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: persistent_volumes.docker contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Benchmark: N Cinder volumes created and attached to the Docker host's server.
@@ -39,7 +38,7 @@ def log(msg):
 
 def sh(cmd, env=None, check=True):
     proc = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, universal_newlines=True)
+                          stderr=subprocess.STDOUT, universal_newlines=True, check=False)
     if check and proc.returncode != 0:
         raise SystemExit('%s failed (rc=%s):\n%s' % (' '.join(cmd), proc.returncode, proc.stdout[-5000:]))
     return proc
@@ -134,11 +133,11 @@ def main():
     anchor_names = ['bench-%s-a%02d' % (tag, i) for i in range(args.count)]
     our_names = ['bench-%s-o%02d' % (tag, i) for i in range(args.count)]
     anchor_play = playbook([
-        {'name': 'volumes', 'openstack.cloud.volume': {'cloud': 'pvtest', 'name': '{{ item }}', 'size': 1,
-                                                      'wait': True},
+        {'name': 'volumes',
+         'openstack.cloud.volume': {'cloud': 'pvtest', 'name': '{{ item }}', 'size': 1, 'wait': True},
          'loop': anchor_names},
-        {'name': 'attach', 'openstack.cloud.server_volume': {'cloud': 'pvtest', 'server': SERVER,
-                                                            'volume': '{{ item }}', 'wait': True},
+        {'name': 'attach',
+         'openstack.cloud.server_volume': {'cloud': 'pvtest', 'server': SERVER, 'volume': '{{ item }}', 'wait': True},
          'loop': anchor_names},
     ])
     ours_play = playbook([

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Publish what a KVM guest sees for an attached Cinder volume, on this machine.
 
@@ -107,10 +106,10 @@ def unpublish(volume_id=None, state_dir=STATE_DIR, keep_image=False):
             if os.path.islink(item['link']):
                 os.unlink(item['link'])
             out = subprocess.run(['losetup', '-j', item['image']], stdout=subprocess.PIPE,
-                                 universal_newlines=True).stdout
+                                 universal_newlines=True, check=False).stdout
             for line in out.splitlines():
                 dev = line.split(':', 1)[0]
-                subprocess.run(['losetup', '-d', dev], stderr=subprocess.PIPE)
+                subprocess.run(['losetup', '-d', dev], stderr=subprocess.PIPE, check=False)
             if keep_image:
                 item['loop'] = ''
                 continue

@@ -34,6 +34,7 @@ else
     mkdir -p "$STATE"
     [ -x "$PY" ] || python3 -m venv "$VENV"
     log "pip install into $VENV (this takes about a minute)"
+    # shellcheck disable=SC2086  # PACKAGES is a word list on purpose
     "$VENV/bin/pip" install -q --disable-pip-version-check -c "$CONSTRAINTS" $PACKAGES \
         > "$STATE/pip-install.log" 2>&1 || { tail -30 "$STATE/pip-install.log"; die "pip install failed"; }
     echo "$want" > "$STAMP"

@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034  # variables used by the scripts that source this file
 # Shared settings and helpers of the OpenStack test-cloud harness (sourced, not run).
 # Everything listens on 127.0.0.1; runtime state lives under <repo>/.state/openstack.
 

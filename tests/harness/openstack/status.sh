@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2153  # STATE and the other settings come from lib.sh
 # Show the state of each test-cloud service: pid alive, API port answering.
 # Exit 0 when everything runs, 1 otherwise.
 set -uo pipefail

@@ -105,7 +105,7 @@ class FaultProxy(object):
 
     def hits(self, method, path_regex):
         rx = re.compile(path_regex)
-        return sum(1 for _, m, p, _ in self.log if m == method and rx.search(p))
+        return sum(1 for entry in self.log if entry[1] == method and rx.search(entry[2]))
 
     def __enter__(self):
         self.thread.start()

@@ -24,8 +24,8 @@ def _ours(conn, name):
     return [v for v in conn.block_storage.volumes(details=True) if (v.metadata or {}).get('pv_name') == name]
 
 
-def test_role_delegates_cloud_calls_and_runs_the_host_chain(os_ansible, conn, uid, cleanup, os_cleanup, hypervisor,
-                                                           docker_client, docker_host, repo_root, tmp_path):
+def test_role_delegates_cloud_calls_and_runs_the_host_chain(
+        os_ansible, conn, uid, cleanup, os_cleanup, hypervisor, docker_client, docker_host, repo_root, tmp_path):
     root = '/var/lib/persistent-volumes/%s' % uid
     cleanup.path(root)
     cleanup.fstab(uid)
