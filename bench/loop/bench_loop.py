@@ -359,14 +359,22 @@ def verify(root, prefix, count, note):
 
 
 class PrivateDockerd(object):
-    """A dockerd of the benchmark's own (own socket, data and exec root, no networking).
+    """A dockerd of the benchmark's own (own socket, data and exec root, own bridge).
 
     Used when the host's engine is slow to list volumes (see docker_preflight). All
     contenders are pointed at it with DOCKER_HOST; the volume module, which always
     uses /var/run/docker.sock, through bench/loop/shim/sitecustomize.py.
+
+    Never ``--bridge none``: a dockerd started that way deletes the host's ``docker0``
+    (it shares the host's network namespace). It gets a bridge of its own,
+    ``pvbl<run id>`` on BRIDGE_SUBNET (the other private engines use 172.31.252-254),
+    with ``--iptables=false``; the bridge is deleted when it stops, or by ``leftovers()``
+    after a killed run (its name is kept in ``<exec root>/bridge``).
     """
 
     RUN_PREFIX = '/run/pv-bench-dockerd-'
+    BRIDGE_PREFIX = 'pvbl'
+    BRIDGE_SUBNET = '172.31.251.1/24'
 
     def __init__(self, run_id, base):
         self.exec_root = self.RUN_PREFIX + run_id
@@ -374,14 +382,31 @@ class PrivateDockerd(object):
         self.sock = os.path.join(self.exec_root, 'docker.sock')
         self.pidfile = os.path.join(self.exec_root, 'dockerd.pid')
         self.url = 'unix://' + self.sock
+        self.bridge = self.BRIDGE_PREFIX + run_id
+        if len(self.bridge) > 15 or self.bridge == 'docker0':
+            raise ValueError('bad bridge name %r' % self.bridge)
         self.proc = None
+
+    @classmethod
+    def _delete_bridge(cls, name):
+        if name.startswith(cls.BRIDGE_PREFIX) and os.path.exists('/sys/class/net/' + name):
+            run(['ip', 'link', 'delete', name], check=False)
+
+    def _add_bridge(self):
+        with open(os.path.join(self.exec_root, 'bridge'), 'w') as handle:
+            handle.write(self.bridge + '\n')
+        if not os.path.exists('/sys/class/net/' + self.bridge):
+            run(['ip', 'link', 'add', self.bridge, 'type', 'bridge'], quiet=True)
+            run(['ip', 'addr', 'add', self.BRIDGE_SUBNET, 'dev', self.bridge], quiet=True)
+            run(['ip', 'link', 'set', self.bridge, 'up'], quiet=True)
 
     def start(self, logfile, timeout=90):
         os.makedirs(self.exec_root, exist_ok=True)
         os.makedirs(self.data_root, exist_ok=True)
+        self._add_bridge()
         dockerd = ['dockerd', '-H', self.url, '--data-root', self.data_root,
                    '--exec-root', os.path.join(self.exec_root, 'exec'), '--pidfile', self.pidfile,
-                   '--bridge', 'none', '--iptables=false', '--ip-masq=false', '--ip-forward=false']
+                   '--bridge', self.bridge, '--iptables=false', '--ip-masq=false', '--ip-forward=false']
         # In a mount namespace of its own, with empty legacy-plugin directories: the volume
         # plugins other programs start and stop on this host (the plugin daemon's tests) stay
         # invisible to it, so it never learns one that later dies (15 s per listing after).
@@ -417,6 +442,7 @@ class PrivateDockerd(object):
             for target in sorted(set(mounts_under(path)), key=lambda t: -t.count('/')):
                 run(['umount', '-l', target], check=False)
             shutil.rmtree(path, ignore_errors=True)
+        self._delete_bridge(self.bridge)
 
     @classmethod
     def leftovers(cls):
@@ -438,6 +464,11 @@ class PrivateDockerd(object):
                         break
                     time.sleep(0.5)
         for exec_root in glob.glob(cls.RUN_PREFIX + '*'):
+            try:
+                with open(os.path.join(exec_root, 'bridge')) as handle:
+                    cls._delete_bridge(handle.read().strip())
+            except (IOError, OSError):
+                pass
             shutil.rmtree(exec_root, ignore_errors=True)
 
 
