@@ -49,7 +49,21 @@ options:
       - If not set, the server the module runs on is used, found in its instance metadata. First the config drive
         (a filesystem labelled C(config-2), file C(openstack/latest/meta_data.json)), then the metadata
         service at U(http://169.254.169.254/openstack/latest/meta_data.json); its C(uuid) field is the server id.
+        See O(config_drive) and O(metadata_url).
     type: str
+  config_drive:
+    description:
+      - Where the config drive is, read when O(server) is not set: a block device (mounted read-only for the
+        time of the read) or a directory, holding C(openstack/latest/meta_data.json).
+      - Skipped when it does not exist. V('') (empty) to not look for a config drive.
+    type: path
+    default: /dev/disk/by-label/config-2
+  metadata_url:
+    description:
+      - URL of the metadata service's C(meta_data.json), asked when O(server) is not set and the config drive
+        did not tell. V('') (empty) to not ask it.
+    type: str
+    default: http://169.254.169.254/openstack/latest/meta_data.json
   state:
     description: V(present) attaches, V(absent) detaches from O(server).
     type: str
@@ -168,6 +182,8 @@ class CinderAttachmentModule(PVModule):
         volume=dict(type='str'),
         volumes=dict(type='list', elements='str'),
         server=dict(type='str'),
+        config_drive=dict(type='path', default=bc.CONFIG_DRIVE_LABEL),
+        metadata_url=dict(type='str', default=bc.METADATA_URL),
         state=dict(type='str', default='present', choices=['present', 'absent']),
         force_detach=dict(type='bool', default=False),
         fencing=dict(type='bool', default=True),
@@ -182,20 +198,11 @@ class CinderAttachmentModule(PVModule):
 
     def run(self):
         refs = [self.params['volume']] if self.params['volume'] else list(self.params['volumes'])
-        backend = bc.CinderBackend(dict(self.params))
-        try:
+        with self.session(bc.CinderBackend(dict(self.params))) as backend:
             records, changed, diff = bc.ensure_attachments(backend, refs, self.params['state'],
                                                            check_mode=self.check_mode)
-        finally:
-            backend.close()
-        for warning in backend.warnings:
-            self.warn(warning)
-        result = dict(changed=changed, attachments=records)
-        if self.params['volume']:
-            result['attachment'] = records[0]
-        if self.ansible._diff:
-            result['diff'] = diff
-        return result
+        return self.records_result('attachments', records, changed, diff,
+                                   one='attachment' if self.params['volume'] else None)
 
 
 def main():

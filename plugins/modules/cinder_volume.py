@@ -255,20 +255,10 @@ class CinderVolumeModule(PVModule):
 
     def run(self):
         specs = self.specs()
-        params = dict(self.params)
-        backend = bc.CinderBackend(params)
-        try:
+        with self.session(bc.CinderBackend(dict(self.params))) as backend:
             records, changed, diff = bc.ensure_volumes(backend, specs, check_mode=self.check_mode)
-        finally:
-            backend.close()
-        for warning in backend.warnings:
-            self.warn(warning)
-        result = dict(changed=changed, volumes=records)
-        if self.params['name']:
-            result['volume'] = records[0]
-        if self.ansible._diff:
-            result['diff'] = diff
-        return result
+        return self.records_result('volumes', records, changed, diff,
+                                   one='volume' if self.params['name'] else None)
 
 
 def main():

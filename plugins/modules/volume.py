@@ -167,6 +167,16 @@ options:
       server:
         description: The Docker host's Nova server (name or id). Without it the instance metadata (config drive, then the metadata service) names it.
         type: str
+      config_drive:
+        description:
+          - The config drive read when O(cinder.server) is not set, a block device or a directory
+            (default C(/dev/disk/by-label/config-2)). V('') (empty) to not look for one.
+        type: path
+      metadata_url:
+        description:
+          - The metadata service's C(meta_data.json) URL, asked when O(cinder.server) is not set and the config drive did not tell
+            (default U(http://169.254.169.254/openstack/latest/meta_data.json)). V('') (empty) to not ask it.
+        type: str
       volume_type:
         description: Volume type for new volumes.
         type: str
@@ -382,7 +392,8 @@ class VolumeModule(PVModule):
             cloud=dict(type='raw'), auth=dict(type='dict', no_log=True), auth_type=dict(type='str'),
             region_name=dict(type='str'), interface=dict(type='str'), validate_certs=dict(type='bool'),
             ca_cert=dict(type='path'), client_cert=dict(type='path'), client_key=dict(type='path', no_log=False),
-            api_timeout=dict(type='int'), server=dict(type='str'), volume_type=dict(type='str'),
+            api_timeout=dict(type='int'), server=dict(type='str'), config_drive=dict(type='path'),
+            metadata_url=dict(type='str'), volume_type=dict(type='str'),
             availability_zone=dict(type='str'), description=dict(type='str'), metadata=dict(type='dict'),
             force_detach=dict(type='bool'), fencing=dict(type='bool'), timeout=dict(type='int'),
             retry_timeout=dict(type='int'))),
@@ -415,17 +426,10 @@ class VolumeModule(PVModule):
         for backend in ('cinder', 'vsphere'):
             given = self.params[backend] or {}
             backend_params[backend] = dict((k, v) for k, v in given.items() if v is not None)
-        engine = Engine(root=self.params['root'], check_mode=self.check_mode, backend_params=backend_params)
-        try:
+        with self.session(Engine(root=self.params['root'], check_mode=self.check_mode,
+                                 backend_params=backend_params)) as engine:
             records, diff = engine.apply(self.specs())
-        finally:
-            engine.close()
-        for warning in engine.warnings:
-            self.warn(warning)
-        result = dict(changed=any(r['changed'] for r in records), volumes=records)
-        if self.ansible._diff:
-            result['diff'] = diff
-        return result
+        return self.records_result('volumes', records, any(r['changed'] for r in records), diff)
 
 
 def main():

@@ -168,7 +168,6 @@ class VolumeInfoModule(PVModule):
                 result['query_result'] = jmespath.search(self.params['query'], result)
             except jmespath.exceptions.JMESPathError as exc:
                 raise PVError('query %r is not valid JMESPath: %s' % (self.params['query'], exc))
-        result['changed'] = False
         return result
 
 

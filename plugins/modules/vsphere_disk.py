@@ -295,19 +295,11 @@ class VSphereDiskModule(PVModule):
             'controller_bus': p['controller_number'], 'unit_number': p['unit_number'],
             'destroy': p['destroy'], 'enable_uuid': p['enable_uuid'],
         }
-        client = vc.VSphere(p).connect()
-        try:
+        with self.session(vc.VSphere(p).connect()) as client:
             vm = client.find_vm(name=p['vm_name'], uuid=p['vm_uuid'], moid=p['vm_moid'],
                                 datacenter=p['datacenter'], folder=p['vm_folder'],
                                 use_instance_uuid=p['use_instance_uuid'])
-            result = vd.ensure_disk(client, vm, want, check_mode=self.check_mode)
-        finally:
-            client.close()
-        for warning in result.pop('warnings'):
-            self.warn(warning)
-        if not self.ansible._diff:
-            result.pop('diff')
-        return result
+            return vd.ensure_disk(client, vm, want, check_mode=self.check_mode)
 
 
 def main():

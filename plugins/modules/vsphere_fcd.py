@@ -153,8 +153,7 @@ class VSphereFcdModule(PVModule):
 
     def run(self):
         p = self.params
-        client = vc.VSphere(p).connect()
-        try:
+        with self.session(vc.VSphere(p).connect()) as client:
             vm = None
             if p['vm_name'] or p['vm_uuid'] or p['vm_moid']:
                 vm = client.find_vm(name=p['vm_name'], uuid=p['vm_uuid'], moid=p['vm_moid'],
@@ -164,12 +163,7 @@ class VSphereFcdModule(PVModule):
                         datacenter=p['datacenter'],
                         datastore=p['datastore'], size=parse_size(p['size']) if p['size'] else None,
                         provisioning=p['provisioning'], vm=vm, attached=p['attached'])
-            result = fcd.ensure_fcd(client, want, check_mode=self.check_mode)
-        finally:
-            client.close()
-        if 'diff' in result and not self.ansible._diff:
-            result.pop('diff')
-        return result
+            return fcd.ensure_fcd(client, want, check_mode=self.check_mode)
 
 
 def main():
