@@ -302,12 +302,13 @@ class CinderBackend(Backend):
         if self._server is None:
             ref = self.params.get('server')
             if not ref:
-                ref = read_instance_uuid(self.params.get('config_drive', CONFIG_DRIVE_LABEL),
-                                         self.params.get('metadata_url', METADATA_URL))
+                config_drive = self.params.get('config_drive', CONFIG_DRIVE_LABEL)
+                metadata_url = self.params.get('metadata_url', METADATA_URL)
+                ref = read_instance_uuid(config_drive, metadata_url)
                 if not ref:
                     raise PVError('cannot tell which Nova server this host is: set the server option '
-                                  '(name or id); no config drive (%s) or metadata service answered'
-                                  % CONFIG_DRIVE_LABEL)
+                                  '(name or id); no config drive (%s) or metadata service (%s) answered'
+                                  % (config_drive or 'none', metadata_url or 'none'))
             self._server = self.find_server(ref)
         return self._server
 
@@ -525,10 +526,12 @@ class CinderBackend(Backend):
                     except Exception:  # pylint: disable=broad-except
                         pass
 
-    def wait_status(self, raws, wanted, what, timeout=None, check=None):
+    def wait_status(self, raws, wanted, what, timeout=None, check=None, on_done=None):
         """Poll until every volume has a status in ``wanted`` (and ``check(raw)`` holds).
 
-        One list call per round for all of them; returns ``{id: raw}``.
+        One list call per round for all of them; returns ``{id: raw}``. ``on_done(raw)`` runs
+        for each volume as soon as it gets there (pipelining: the next step need not wait for
+        the slowest volume).
         """
         timeout = timeout or self.timeout
         if not self.wait:
@@ -556,6 +559,8 @@ class CinderBackend(Backend):
                 if status in wanted and (check is None or check(raw)):
                     done[vid] = raw
                     del pending[vid]
+                    if on_done is not None:
+                        on_done(raw)
                 elif status in ('error', 'error_extending', 'error_deleting', 'error_restoring'):
                     raise PVError('Cinder volume %s (%s) went to status %s while waiting for it %s'
                                   % (vid, (raw.metadata or {}).get(NAME_KEY) or raw.name, status, what))
@@ -566,7 +571,9 @@ class CinderBackend(Backend):
                               % (int(timeout), ', '.join(sorted(pending)), what,
                                  ', '.join(sorted(set(current[v].status for v in pending if v in current)))))
             time.sleep(interval)
-            interval = min(interval * 1.5, 2.0)
+            # one list call a second at most: cheap for the API, and a batch of attaches (which
+            # Nova carries out one after the other) is seen finished within a second
+            interval = min(interval * 1.5, 1.0)
         return done
 
     # -- ownership / adoption ------------------------------------------------------------
@@ -689,13 +696,17 @@ class CinderBackend(Backend):
             for vol, others in todo:
                 for sid in others:
                     self._wait_nova_detached(sid, [vol.id])
-        pending_create = [v for v, _others in todo if v.extra.get('status') not in ('available', 'in-use')]
-        if pending_create:
-            self.wait_status([self._get(v.id) for v in pending_create], ('available',), 'to become available')
         # one POST after the other: nova-compute serialises attaches to one server anyway (instance
-        # lock; parallel POSTs measured no faster), then ONE wait for all of them
+        # lock; parallel POSTs measured no faster), then ONE wait for all of them. Volumes still
+        # being created are attached each as soon as it is available (create and attach overlap).
+        pending_create = [v for v, _others in todo if v.extra.get('status') not in ('available', 'in-use')]
         for vol, _others in todo:
-            self._post_attachment(server, vol)
+            if vol not in pending_create:
+                self._post_attachment(server, vol)
+        if pending_create:
+            by_id = dict((v.id, v) for v in pending_create)
+            self.wait_status([self._get(v.id) for v in pending_create], ('available',), 'to become available',
+                             on_done=lambda raw: self._post_attachment(server, by_id[raw.id]))
         if todo:
             done = self.wait_status(
                 [self._get(v.id) for v, _others in todo], ('in-use',), 'to be attached to %s' % server.name,

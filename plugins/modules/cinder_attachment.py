@@ -20,7 +20,9 @@ description:
     (RV(attachment.device_hint)) is only a hint that KVM ignores; never use it to find the disk.
   - A volume attached to ANOTHER server is refused, unless O(force_detach=true); even then only when that
     server is C(SHUTOFF) (fencing; a running server may still write to it), unless O(fencing=false).
-  - Several volumes (O(volumes)) are attached in one call and waited for in one batch.
+  - Several volumes (O(volumes)) are attached in one call and waited for in one batch. Volumes still being
+    created (for example by M(persistent_volumes.docker.cinder_volume) with O(persistent_volumes.docker.cinder_volume#module:wait=false))
+    are waited for, and each is attached as soon as it is available, so creating and attaching overlap.
 author:
   - persistent_volumes.docker contributors (@persistent-volumes)
 extends_documentation_fragment:
@@ -53,7 +55,7 @@ options:
     type: str
   config_drive:
     description:
-      - Where the config drive is, read when O(server) is not set: a block device (mounted read-only for the
+      - Where the config drive is, read when O(server) is not set; a block device (mounted read-only for the
         time of the read) or a directory, holding C(openstack/latest/meta_data.json).
       - Skipped when it does not exist. V('') (empty) to not look for a config drive.
     type: path

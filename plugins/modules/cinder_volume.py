@@ -82,7 +82,11 @@ options:
     type: bool
     default: false
   wait:
-    description: Wait until new volumes are available, extended or deleted.
+    description:
+      - Wait until new volumes are available, extended or deleted.
+      - With V(false) the module returns as soon as Cinder accepted the requests (new volumes may still be
+        C(creating)); M(persistent_volumes.docker.cinder_attachment) waits for such volumes and attaches each as
+        soon as it is available.
     type: bool
     default: true
   timeout:

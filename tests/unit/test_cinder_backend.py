@@ -225,3 +225,43 @@ def test_argument_spec_hides_secrets():
 def test_registered_backend():
     b = get_backend('cinder', {'cloud': 'nowhere'})
     assert isinstance(b, bc.CinderBackend) and b.scope == 'global'
+
+
+def test_attach_many_attaches_each_volume_as_soon_as_it_is_available(monkeypatch):
+    """Volumes still being created are attached one by one as they become available, not after the
+    slowest one; an available volume is attached before any waiting."""
+    ids = ['%d' % i * 36 for i in range(1, 4)]
+    # polling rounds (sleeps) before each volume is available: ids[0] now, ids[1] after 1, ids[2] after 3
+    ready_after = {ids[0]: 0, ids[1]: 1, ids[2]: 3}
+    rounds = [0]
+    events = []
+    posted = []
+
+    def sleep(_seconds):
+        rounds[0] += 1
+        events.append('sleep')
+    monkeypatch.setattr(bc.time, 'sleep', sleep)
+
+    class Server(object):
+        id, name = 'srv', 'host'
+
+    def raw(vid):
+        if vid in posted:
+            return ours('v' + vid[0], id=vid, status='in-use', attachments=[{'server_id': 'srv'}])
+        status = 'available' if rounds[0] >= ready_after[vid] else 'creating'
+        return ours('v' + vid[0], id=vid, status=status)
+    b = Stub(server='host')
+    b._server = Server()
+    b._get = raw
+    b._list_owned = lambda name=None: [raw(v) for v in ids]
+
+    def post(server, vol):
+        events.append('attach ' + vol.id[0])
+        posted.append(vol.id)
+    b._post_attachment = post
+    vols = [b.to_backend_volume(ours('v' + v[0], id=v, status='available' if v == ids[0] else 'creating'))
+            for v in ids]
+    done = b.attach_many(vols)
+    assert [v.id for v in done] == ids
+    assert [v.extra['status'] for v in done] == ['in-use'] * 3
+    assert events == ['attach 1', 'sleep', 'attach 2', 'sleep', 'sleep', 'attach 3']
