@@ -36,7 +36,6 @@ import os
 import secrets
 import subprocess
 import sys
-import warnings
 
 import pytest
 
@@ -139,11 +138,5 @@ def _docker_factory():
 
 @pytest.fixture
 def cleanup(uid):
-    c = helpers.Cleanup(uid, docker_client_factory=_docker_factory)
-    yield c
-    action_errors, leftovers = c.run()
-    for err in action_errors:
-        warnings.warn('cleanup: %s' % err)
-    if leftovers:
-        pytest.fail('cleanup could not remove resources named %s:\n  %s' % (uid, '\n  '.join(leftovers)),
-                    pytrace=False)
+    with helpers.cleanup_scope(uid, _docker_factory) as c:
+        yield c

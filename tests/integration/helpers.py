@@ -12,13 +12,20 @@ plain ``import helpers`` could clash with another ``helpers`` module):
   small notification callback written next to the inventory, so the normal
   human-readable output stays on ``.stdout``).
 * :class:`Cleanup` tears registered resources down in reverse order and then
-  sweeps everything whose name carries the test's unique prefix.
+  sweeps everything whose name carries the test's unique prefix; :func:`cleanup_scope`
+  is the body of the ``cleanup``-style fixtures.
+* :func:`load_module` imports a file under a module name (fixtures of another
+  directory's conftest, support modules); :class:`ManagedRoot` is a test's own
+  product root; :func:`output`, :func:`fstab_lines` and :func:`is_mountpoint` are
+  the host checks the tests share.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import contextlib
+import importlib.util
 import json
 import os
 import re
@@ -27,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 
 import yaml
 
@@ -390,6 +398,16 @@ def _text(value):
     return value
 
 
+def load_module(name, path):
+    """Import the file ``path`` as module ``name`` and register it in ``sys.modules`` (so that
+    ``import name`` / ``from name import x`` work afterwards); return the module."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 # --------------------------------------------------------------------------- host helpers
 
 def sh(cmd, check=True, **kwargs):
@@ -400,6 +418,17 @@ def sh(cmd, check=True, **kwargs):
     if check and proc.returncode != 0:
         raise RuntimeError('%s failed (rc=%s): %s%s' % (cmd, proc.returncode, proc.stdout, proc.stderr))
     return proc
+
+
+def output(cmd, check=True):
+    """stdout of :func:`sh` (a failure raises unless ``check=False``)."""
+    return sh(cmd, check=check).stdout
+
+
+def fstab_lines(marker, fstab='/etc/fstab'):
+    """The non-comment fstab lines containing ``marker``."""
+    with open(fstab) as f:
+        return [line for line in f.read().splitlines() if marker in line and not line.startswith('#')]
 
 
 def _unescape_mount(path):
@@ -502,6 +531,46 @@ def remove_path(path):
 
 
 # --------------------------------------------------------------------------- cleanup
+
+class ManagedRoot(object):
+    """A test's own product root ``<base>/<uid>``, torn down after the test by ``cleanup``:
+    mounts below it unmounted (deepest first), loop devices backed by files below it
+    detached, then fstab lines naming ``uid`` and the directory removed."""
+
+    def __init__(self, uid, cleanup, base='/var/lib/persistent-volumes'):
+        self.uid = uid
+        self.root = os.path.join(base, uid)
+        cleanup.path(self.root)
+        cleanup.fstab(uid)
+        cleanup.add(self.teardown)   # runs before the two above (reverse order)
+
+    def teardown(self):
+        """Unmount and detach whatever a failed test left under the root."""
+        below = self.root + '/'
+        for target in sorted((m for m in mountpoints() if m.startswith(below)), key=len, reverse=True):
+            sh(['umount', '-l', target], check=False)
+        for device, backing in loop_devices().items():
+            if backing.startswith(below):
+                sh(['losetup', '-d', device], check=False)
+
+    def mountpoint(self, name):
+        return os.path.join(self.root, 'mounts', name)
+
+
+@contextlib.contextmanager
+def cleanup_scope(uid, docker_client_factory=None):
+    """The body of a ``cleanup`` fixture: yields a :class:`Cleanup` for ``uid``; afterwards
+    runs it, turns failed actions into warnings and fails the test on leftovers."""
+    import pytest
+    c = Cleanup(uid, docker_client_factory=docker_client_factory)
+    yield c
+    action_errors, leftovers = c.run()
+    for err in action_errors:
+        warnings.warn('cleanup: %s' % err)
+    if leftovers:
+        pytest.fail('cleanup could not remove resources named %s:\n  %s' % (uid, '\n  '.join(leftovers)),
+                    pytrace=False)
+
 
 class Cleanup(object):
     """Registry of teardown actions, run in reverse order by :meth:`run` (even when a test fails).

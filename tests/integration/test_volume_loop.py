@@ -9,29 +9,12 @@ __metaclass__ = type
 
 import json
 import os
-import subprocess
 
 import pytest
 
+from pv_integration_helpers import ManagedRoot, fstab_lines, is_mountpoint, output  # pylint: disable=import-error
+
 MiB = 1024 ** 2
-
-
-def sh(cmd, check=True):
-    proc = subprocess.run(cmd, shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True, check=False)
-    if check and proc.returncode != 0:
-        raise AssertionError('%s failed: %s%s' % (cmd, proc.stdout, proc.stderr))
-    return proc.stdout
-
-
-def fstab_lines(marker):
-    with open('/etc/fstab') as f:
-        return [line for line in f.read().splitlines() if marker in line and not line.startswith('#')]
-
-
-def mounted(path):
-    with open('/proc/self/mountinfo') as f:
-        return any(line.split()[4] == path for line in f)
 
 
 def fs_size(path):
@@ -39,26 +22,8 @@ def fs_size(path):
     return st.f_blocks * st.f_frsize
 
 
-class PV(object):
-    """Per-test managed root and helpers to build tasks."""
-
-    def __init__(self, uid, cleanup):
-        self.uid = uid
-        self.root = '/var/lib/persistent-volumes/%s' % uid
-        cleanup.path(self.root)
-        cleanup.fstab(uid)
-        cleanup.add(self.teardown)   # runs before the path removal above
-
-    def teardown(self):
-        """Unmount and detach whatever a failed test left under the root."""
-        with open('/proc/self/mountinfo') as f:
-            targets = [line.split()[4] for line in f]
-        for target in sorted((t for t in targets if t.startswith(self.root + '/')), key=len, reverse=True):
-            sh('umount -l %s' % target, check=False)
-        for line in sh('losetup -l -n -O NAME,BACK-FILE', check=False).splitlines():
-            fields = line.split()
-            if len(fields) == 2 and fields[1].startswith(self.root + '/'):
-                sh('losetup -d %s' % fields[0], check=False)
+class PV(ManagedRoot):
+    """Per-test managed root (cleaned up after the test) and helpers to build tasks."""
 
     def name(self, suffix='v'):
         return '%s-%s' % (self.uid, suffix)
@@ -73,9 +38,6 @@ class PV(object):
     def info_task(self, **args):
         args.setdefault('root', self.root)
         return {'name': 'info', 'persistent_volumes.docker.volume_info': args}
-
-    def mountpoint(self, name):
-        return os.path.join(self.root, 'mounts', name)
 
     def image(self, name):
         return os.path.join(self.root, 'images', name + '.img')
@@ -111,7 +73,7 @@ def test_lifecycle_check_create_rerun_data_grow_absent(ansible, pv, cleanup, doc
     res = ansible.run([pv.task(check_mode=True, **want)], diff=True).assert_changed()
     predicted = res.result('pv')['volumes'][0]['actions']
     assert predicted == ['create', 'attach', 'mkfs', 'mount', 'ownership', 'fstab', 'docker_volume']
-    assert not os.path.exists(pv.image(name)) and not fstab_lines(name) and not mounted(mp)
+    assert not os.path.exists(pv.image(name)) and not fstab_lines(name) and not is_mountpoint(mp)
     assert name not in [v.name for v in docker_client.volumes.list()]
 
     # the real run does what check mode said, with a diff
@@ -120,7 +82,7 @@ def test_lifecycle_check_create_rerun_data_grow_absent(ansible, pv, cleanup, doc
     assert rec['actions'] == predicted
     assert res.result('pv')['diff']['after'][name]['docker_volume'] is True
     assert rec['device'].startswith('/dev/loop') and rec['size'] == 64 * MiB
-    assert mounted(mp)
+    assert is_mountpoint(mp)
     st = os.stat(mp)
     assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (1000, 1000, 0o750)
     line, = fstab_lines(name)
@@ -128,7 +90,7 @@ def test_lifecycle_check_create_rerun_data_grow_absent(ansible, pv, cleanup, doc
     vol = docker_client.volumes.get(name)
     assert vol.attrs['Options'] == {'type': 'none', 'o': 'bind', 'device': mp}
     assert vol.attrs['Labels']['app'] == 'db' and vol.attrs['Labels']['io.persistent-volumes.managed'] == 'true'
-    assert sh('blkid -p -o value -s UUID %s' % rec['device']).strip() == rec['fs_uuid']
+    assert output('blkid -p -o value -s UUID %s' % rec['device']).strip() == rec['fs_uuid']
     assert pv.state()['volumes'][name]['fs_uuid'] == rec['fs_uuid']
 
     # idempotent, in check mode too
@@ -171,16 +133,16 @@ def test_lifecycle_check_create_rerun_data_grow_absent(ansible, pv, cleanup, doc
                                  volumes={name: {'bind': '/data', 'mode': 'rw'}})
     res = ansible.run([pv.task(tname='rm', **dict(want, state='absent'))]).assert_failed()
     assert 'in use by container(s) %s-busy (running)' % pv.uid in res.result('rm')['msg']
-    assert mounted(mp) and os.path.exists(pv.image(name)) and fstab_lines(name)
+    assert is_mountpoint(mp) and os.path.exists(pv.image(name)) and fstab_lines(name)
     docker_client.containers.get(pv.uid + '-busy').remove(force=True)
 
     # absent: check mode first, then real, then idempotent
     res = ansible.run([pv.task(tname='rm', check_mode=True, **dict(want, state='absent'))]).assert_changed()
-    assert mounted(mp)
+    assert is_mountpoint(mp)
     res = ansible.run([pv.task(tname='rm', **dict(want, state='absent'))], diff=True).assert_changed()
     assert res.result('rm')['volumes'][0]['actions'] == [
         'docker_volume_remove', 'umount', 'fstab_remove', 'detach', 'delete', 'forget']
-    assert not mounted(mp) and not os.path.exists(pv.image(name)) and not fstab_lines(name)
+    assert not is_mountpoint(mp) and not os.path.exists(pv.image(name)) and not fstab_lines(name)
     assert name not in [v.name for v in docker_client.volumes.list()]
     assert name not in pv.state()['volumes']
     ansible.run([pv.task(tname='rm', **dict(want, state='absent'))]).assert_unchanged()
@@ -218,14 +180,14 @@ def test_reboot_simulation(ansible, pv, cleanup, docker_client, busybox_image):
             f.write('before reboot ' + n)
     # "reboot": unmount everything, detach the loops
     for n in names:
-        sh('umount %s' % pv.mountpoint(n))
-    for dev in sh('losetup -j %s -O NAME -n; losetup -j %s -O NAME -n'
-                  % (pv.image(names[0]), pv.image(names[1]))).split():
-        sh('losetup -d %s' % dev)
+        output('umount %s' % pv.mountpoint(n))
+    for dev in output('losetup -j %s -O NAME -n; losetup -j %s -O NAME -n'
+                      % (pv.image(names[0]), pv.image(names[1]))).split():
+        output('losetup -d %s' % dev)
     res = ansible.run([pv.info_task(query='volumes[?!healthy].name')]).assert_ok()
     assert sorted(res.result('info')['query_result']) == sorted(names)
     # boot: the fstab entry alone brings the first back (what mount -a does for that line)
-    sh('mount %s' % pv.mountpoint(names[0]))
+    output('mount %s' % pv.mountpoint(names[0]))
     # a re-run brings back the rest and accepts what fstab mounted
     res = ansible.run([pv.task(size='64MiB', volumes=vols)]).assert_changed()
     assert [v['actions'] for v in res.result('pv')['volumes']] == [[], ['attach', 'mount']]
@@ -256,8 +218,8 @@ def test_never_formats_a_device_with_a_signature(ansible, pv, kind):
     name = pv.name(kind[:4])
     img = pv.image(name)
     os.makedirs(os.path.dirname(img))
-    sh('truncate -s 400M %s' % img)
-    sh(SIGNATURES[kind].format(img=img))
+    output('truncate -s 400M %s' % img)
+    output(SIGNATURES[kind].format(img=img))
     marker = b'precious-' + kind.encode()
     with open(img, 'r+b') as f:
         f.seek(200 * MiB)
@@ -277,7 +239,7 @@ def test_never_formats_a_device_with_a_signature(ansible, pv, kind):
     res = ansible.run([pv.task(name=name, size='400MiB', fstype=fstype, force_format=True,
                                docker_volume=False)]).assert_changed()
     assert 'mkfs' in res.result('pv')['volumes'][0]['actions']
-    assert sh('blkid -p -o value -s TYPE %s' % img).strip() == fstype
+    assert output('blkid -p -o value -s TYPE %s' % img).strip() == fstype
     ansible.run([pv.task(name=name, size='400MiB', fstype=fstype, docker_volume=False)]).assert_unchanged()
     ansible.run([pv.task(name=name, state='absent', docker_volume=False)]).assert_changed()
 
@@ -286,9 +248,9 @@ def test_existing_same_filesystem_is_adopted_not_reformatted(ansible, pv):
     name = pv.name('same')
     img = pv.image(name)
     os.makedirs(os.path.dirname(img))
-    sh('truncate -s 64M %s && mkfs.ext4 -q %s' % (img, img))
-    sh('mkdir -p /tmp/{u} && mount -o loop {img} /tmp/{u} && echo kept > /tmp/{u}/old && umount /tmp/{u} '
-       '&& rmdir /tmp/{u}'.format(u=pv.uid, img=img))
+    output('truncate -s 64M %s && mkfs.ext4 -q %s' % (img, img))
+    output('mkdir -p /tmp/{u} && mount -o loop {img} /tmp/{u} && echo kept > /tmp/{u}/old && umount /tmp/{u} '
+           '&& rmdir /tmp/{u}'.format(u=pv.uid, img=img))
     res = ansible.run([pv.task(name=name, size='64MiB', docker_volume=False)]).assert_changed()
     assert 'mkfs' not in res.result('pv')['volumes'][0]['actions']
     with open(os.path.join(pv.mountpoint(name), 'old')) as f:
@@ -336,9 +298,9 @@ def test_bad_input_fails_clearly_and_changes_nothing(ansible, pv, args, message)
 def test_volume_info_reports_drift_and_orphans(ansible, pv, docker_client):
     a, b = pv.name('a'), pv.name('b')
     ansible.run([pv.task(size='64MiB', volumes=[{'name': a}, {'name': b}])]).assert_changed()
-    sh('umount %s' % pv.mountpoint(a))
+    output('umount %s' % pv.mountpoint(a))
     docker_client.volumes.get(b).remove()
-    sh('truncate -s 16M %s' % pv.image(pv.name('stray')))
+    output('truncate -s 16M %s' % pv.image(pv.name('stray')))
     res = ansible.run([pv.info_task()]).assert_unchanged()
     info = dict((v['name'], v) for v in res.result('info')['volumes'])
     assert info[a]['drift'] == ['not mounted at %s' % pv.mountpoint(a)]
@@ -365,7 +327,7 @@ def test_role_and_site_playbook(ansible, pv, repo_root, tmp_path, docker_client)
     assert not os.path.exists(pv.mountpoint(names[0]))
     ansible.run_playbook(site, inventory=str(inventory)).assert_changed()
     for n in names:
-        assert mounted(pv.mountpoint(n))
+        assert is_mountpoint(pv.mountpoint(n))
         assert docker_client.volumes.get(n).attrs['Labels']['tier'] == 'test'
     assert os.stat(pv.mountpoint(names[1])).st_mode & 0o7777 == 0o700
     ansible.run_playbook(site, inventory=str(inventory)).assert_unchanged()
@@ -375,7 +337,7 @@ def test_role_and_site_playbook(ansible, pv, repo_root, tmp_path, docker_client)
     assert 'name' in res.stdout + res.stderr
     ansible.run_playbook(site, inventory=str(inventory),
                          extra_vars={'pv_volume_defaults': {'state': 'absent'}}).assert_changed()
-    assert not any(mounted(pv.mountpoint(n)) for n in names)
+    assert not any(is_mountpoint(pv.mountpoint(n)) for n in names)
 
 
 def test_drift_repair_docker_options_fstab_and_detached(ansible, pv, cleanup, docker_client, busybox_image):
@@ -386,7 +348,7 @@ def test_drift_repair_docker_options_fstab_and_detached(ansible, pv, cleanup, do
         f.write('kept')
 
     # fstab drift (someone edited our line) is repaired; the live mount is left alone
-    sh("sed -i 's|%s ext4 defaults,nofail,loop|%s ext4 defaults,loop|' /etc/fstab" % (mp, mp))
+    output("sed -i 's|%s ext4 defaults,nofail,loop|%s ext4 defaults,loop|' /etc/fstab" % (mp, mp))
     res = ansible.run([pv.task(name=name, size='64MiB')]).assert_changed()
     assert res.result('pv')['volumes'][0]['actions'] == ['fstab']
     assert fstab_lines(name)[0].split()[3] == 'defaults,nofail,loop'
@@ -410,7 +372,7 @@ def test_drift_repair_docker_options_fstab_and_detached(ansible, pv, cleanup, do
     res = ansible.run([pv.task(name=name, state='detached', force=True)]).assert_changed()
     assert res.result('pv')['volumes'][0]['actions'] == [
         'remove_containers', 'docker_volume_remove', 'umount', 'fstab_remove', 'detach']
-    assert not mounted(mp) and os.path.exists(pv.image(name)) and not fstab_lines(name)
+    assert not is_mountpoint(mp) and os.path.exists(pv.image(name)) and not fstab_lines(name)
     ansible.run([pv.task(name=name, state='detached')]).assert_unchanged()
     # present again: same filesystem, same data
     res = ansible.run([pv.task(name=name, size='64MiB')]).assert_changed()

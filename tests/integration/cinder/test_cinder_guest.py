@@ -18,6 +18,7 @@ import subprocess
 import pytest
 
 from conftest import guest_device
+from pv_integration_helpers import ManagedRoot, fstab_lines, is_mountpoint  # pylint: disable=import-error
 
 # the first test may install and cold-start the test cloud (session fixture) within its timeout
 pytestmark = [pytest.mark.cinder, pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -25,42 +26,11 @@ pytestmark = [pytest.mark.cinder, pytest.mark.slow, pytest.mark.timeout(1800)]
 GIB = 1024 ** 3
 
 
-def sh(cmd, check=True):
-    proc = subprocess.run(cmd, shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True, check=False)
-    if check and proc.returncode != 0:
-        raise AssertionError('%s failed: %s%s' % (cmd, proc.stdout, proc.stderr))
-    return proc.stdout
-
-
-def fstab_lines(marker):
-    with open('/etc/fstab') as f:
-        return [line for line in f.read().splitlines() if marker in line and not line.startswith('#')]
-
-
-def mounted(path):
-    with open('/proc/self/mountinfo') as f:
-        return any(line.split()[4] == path for line in f)
-
-
 def ours(conn, name):
     return [v for v in conn.block_storage.volumes(details=True) if (v.metadata or {}).get('pv_name') == name]
 
 
-class PV(object):
-    def __init__(self, uid, cleanup):
-        self.uid = uid
-        self.root = '/var/lib/persistent-volumes/%s' % uid
-        cleanup.path(self.root)
-        cleanup.fstab(uid)
-        cleanup.add(self.teardown)
-
-    def teardown(self):
-        with open('/proc/self/mountinfo') as f:
-            targets = [line.split()[4] for line in f]
-        for target in sorted((t for t in targets if t.startswith(self.root + '/')), key=len, reverse=True):
-            sh('umount -l %s' % target, check=False)
-
+class PV(ManagedRoot):
     def task(self, name, check_mode=None, **args):
         args.setdefault('root', self.root)
         args.setdefault('backend', 'cinder')
@@ -70,9 +40,6 @@ class PV(object):
         if check_mode is not None:
             task['check_mode'] = check_mode
         return task
-
-    def mountpoint(self, name):
-        return os.path.join(self.root, 'mounts', name)
 
 
 @pytest.fixture
@@ -97,7 +64,7 @@ def test_docker_volume_on_cinder_data_survives(os_ansible, conn, uid, cleanup, o
     assert rec['backend_id'] == vol.id
     link = '/dev/disk/by-id/virtio-%s' % vol.id[:20]
     assert os.path.realpath(rec['device']) == os.path.realpath(link)
-    assert mounted(pv.mountpoint(name))
+    assert is_mountpoint(pv.mountpoint(name))
     (line,) = fstab_lines(uid)
     assert line.startswith('UUID=') and 'nofail' in line
     assert name in [v.name for v in docker_client.volumes.list()]
@@ -128,7 +95,7 @@ def test_docker_volume_on_cinder_data_survives(os_ansible, conn, uid, cleanup, o
     # detached: storage kept (available), everything on the host gone
     os_ansible.run([pv.task(name, state='detached')]).assert_changed()
     assert conn.block_storage.get_volume(vol.id).status == 'available'
-    assert not mounted(pv.mountpoint(name)) and fstab_lines(uid) == []
+    assert not is_mountpoint(pv.mountpoint(name)) and fstab_lines(uid) == []
     # back again: same data
     os_ansible.run([pv.task(name, size='2GiB', timeout=120)]).assert_changed()
     out = docker_client.containers.run(busybox_image, ['cat', '/data/proof'], remove=True,
@@ -162,7 +129,7 @@ def test_decoy_never_picked_and_missing_link_times_out(os_ansible, conn, uid, cl
     assert 'timed out after 4s' in msg and 'virtio-' in msg, msg
     assert decoy_id[:20] not in msg
     assert _blank(decoy_dev), 'the decoy device was touched'
-    assert not mounted(pv.mountpoint(name))
+    assert not is_mountpoint(pv.mountpoint(name))
     (vol,) = ours(conn, name)        # created and attached, kept for the re-run
     # the link appears: the re-run completes on the right device
     hypervisor.hide.discard(name)
@@ -184,4 +151,4 @@ def test_wrong_size_refused(os_ansible, conn, uid, cleanup, os_cleanup, hypervis
     assert 'refusing a device that may be another disk' in msg, msg
     (vol,) = ours(conn, name)
     assert _blank(os.path.realpath('/dev/disk/by-id/virtio-%s' % vol.id[:20]))
-    assert not mounted(pv.mountpoint(name)) and fstab_lines(uid) == []
+    assert not is_mountpoint(pv.mountpoint(name)) and fstab_lines(uid) == []

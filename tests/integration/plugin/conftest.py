@@ -20,22 +20,16 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import importlib.util
 import os
 import secrets
-import sys
 import tempfile
-import warnings
 
 import pytest
 
 import pv_integration_helpers as helpers
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-_spec = importlib.util.spec_from_file_location('pv_plugin_helpers', os.path.join(_HERE, 'pv_plugin_helpers.py'))
-ph = importlib.util.module_from_spec(_spec)
-sys.modules['pv_plugin_helpers'] = ph
-_spec.loader.exec_module(ph)
+ph = helpers.load_module('pv_plugin_helpers', os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                           'pv_plugin_helpers.py'))
 
 
 @pytest.fixture(scope='session')
@@ -55,14 +49,8 @@ def engine(docker_client, busybox_image):
 def pcleanup(uid, engine):
     """The shared Cleanup, sweeping the private engine (containers, volumes) and the host
     (mounts, loop devices) for everything named with ``uid``."""
-    c = helpers.Cleanup(uid, docker_client_factory=engine.client)
-    yield c
-    action_errors, leftovers = c.run()
-    for err in action_errors:
-        warnings.warn('cleanup: %s' % err)
-    if leftovers:
-        pytest.fail('cleanup could not remove resources named %s:\n  %s' % (uid, '\n  '.join(leftovers)),
-                    pytrace=False)
+    with helpers.cleanup_scope(uid, engine.client) as c:
+        yield c
 
 
 @pytest.fixture(scope='module')

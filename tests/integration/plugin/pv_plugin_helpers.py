@@ -15,6 +15,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import contextlib
 import json
 import os
 import shutil
@@ -227,6 +228,30 @@ class DirectDaemon(PluginInstance):
                 wait_dead(pid)
         if os.path.exists(self.socket):
             os.unlink(self.socket)
+
+
+@contextlib.contextmanager
+def direct_daemon(engine, driver, config):
+    """A started :class:`DirectDaemon`; afterwards the driver's containers and volumes are
+    removed (while it still runs), it is stopped and the engine restarted (Docker caches
+    a legacy plugin until it restarts)."""
+    daemon = DirectDaemon(engine, driver, config)
+    daemon.start()
+    try:
+        yield daemon
+    finally:
+        if daemon.pid():
+            remove_driver_objects(driver, engine.cli)
+        daemon.stop()
+        engine.restart()
+
+
+def load_sibling_conftest(directory):
+    """Load ``tests/integration/<directory>/conftest.py`` as module ``pv_<directory>_conftest``
+    (its fixtures can then be imported into a test module of another directory)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    return helpers.load_module('pv_%s_conftest' % directory,
+                               os.path.join(os.path.dirname(here), directory, 'conftest.py'))
 
 
 def alive(pid):

@@ -13,37 +13,18 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import importlib.util
 import json
-import os
 import secrets
-import sys
 import time
 
 import pytest
 
-from pv_plugin_helpers import DirectDaemon, remove_driver_objects, wait_for
+from pv_plugin_helpers import direct_daemon, load_sibling_conftest, wait_for
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-_CINDER_CONFTEST = os.path.join(os.path.dirname(_HERE), 'cinder', 'conftest.py')
-
-
-def _load(name, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-# the Cinder engineer's fixtures (test cloud, connection, hypervisor emulation), reused as they are
-_cinder = _load('pv_plugin_cinder_fixtures', _CINDER_CONFTEST)
-openstack_cloud = _cinder.openstack_cloud
-conn = _cinder.conn
-os_cleanup = _cinder.os_cleanup
-docker_host = _cinder.docker_host
-other_host = _cinder.other_host
-hypervisor = _cinder.hypervisor
+# the Cinder tests' fixtures (test cloud, connection, hypervisor emulation), reused as they are
+load_sibling_conftest('cinder')
+from pv_cinder_conftest import (  # noqa: E402,F401 pylint: disable=unused-import,import-error
+    conn, docker_host, hypervisor, openstack_cloud, os_cleanup, other_host)
 
 pytestmark = [pytest.mark.plugin, pytest.mark.cinder]
 
@@ -68,16 +49,9 @@ def cinder_plugin(engine, openstack_cloud, hypervisor, os_cleanup):
     driver = 'pvtc-' + secrets.token_hex(3)
     params = {'cloud': openstack_cloud['cloud'], 'clouds_yaml': openstack_cloud['clouds_yaml'],
               'server': 'pv-docker-host', 'timeout': 120}
-    daemon = DirectDaemon(engine, driver, {'backend': 'cinder', 'backend_params': params,
-                                           'defaults': {'size': '1GiB'}, 'timeout': 120})
-    daemon.start()
-    try:
+    with direct_daemon(engine, driver, {'backend': 'cinder', 'backend_params': params,
+                                        'defaults': {'size': '1GiB'}, 'timeout': 120}) as daemon:
         yield daemon
-    finally:
-        if daemon.pid():
-            remove_driver_objects(driver, engine.cli)
-        daemon.stop()
-        engine.restart()             # Docker caches a legacy plugin until it restarts
 
 
 def test_cinder_volume_through_the_plugin(cinder_plugin, engine, conn, docker_host, other_host, busybox_image,

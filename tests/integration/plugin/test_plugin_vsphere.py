@@ -11,36 +11,18 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import importlib.util
 import json
 import os
 import secrets
-import sys
 
 import pytest
 
-from pv_plugin_helpers import DirectDaemon, remove_driver_objects, wait_for
+from pv_plugin_helpers import DirectDaemon, direct_daemon, load_sibling_conftest, wait_for
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-_VSPHERE_CONFTEST = os.path.join(os.path.dirname(_HERE), 'vsphere', 'conftest.py')
-
-
-def _load(name, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-# the vSphere engineer's fixtures (simulator, VM, guest emulator), reused as they are
-_vsphere = _load('pv_plugin_vsphere_fixtures', _VSPHERE_CONFTEST)
-vcsim = _vsphere.vcsim
-vs = _vsphere.vs
-vsphere_auth = _vsphere.vsphere_auth
-test_vm = _vsphere.test_vm
-guest = _vsphere.guest
-support = _vsphere.support
+# the vSphere tests' fixtures (simulator, VM, guest emulator), reused as they are
+load_sibling_conftest('vsphere')
+from pv_vsphere_conftest import (  # noqa: E402,F401 pylint: disable=unused-import,import-error
+    guest, support, test_vm, vcsim, vs, vsphere_auth)
 
 pytestmark = [pytest.mark.plugin, pytest.mark.vsphere]
 
@@ -55,17 +37,10 @@ def vsphere_plugin(engine, vcsim, vsphere_auth, test_vm, guest):
     emu = guest(test_vm)
     driver = 'pvtv-' + secrets.token_hex(3)
     params = dict(vsphere_auth, vm_name=test_vm.name, datastore=support.DATASTORE, guest_sys_root=emu.sys_root)
-    daemon = DirectDaemon(engine, driver, {'backend': 'vsphere', 'backend_params': params,
-                                           'defaults': {'size': '64MiB'}, 'timeout': 30})
-    daemon.start()
-    daemon.emu = emu
-    try:
+    with direct_daemon(engine, driver, {'backend': 'vsphere', 'backend_params': params,
+                                        'defaults': {'size': '64MiB'}, 'timeout': 30}) as daemon:
+        daemon.emu = emu
         yield daemon
-    finally:
-        if daemon.pid():
-            remove_driver_objects(driver, engine.cli)
-        daemon.stop()
-        engine.restart()             # Docker caches a legacy plugin until it restarts
 
 
 def test_vsphere_volume_through_the_plugin(vsphere_plugin, engine, vs, vcsim, test_vm, busybox_image, uid,

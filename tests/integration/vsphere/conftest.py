@@ -17,12 +17,12 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import importlib.util
 import os
 import subprocess
-import sys
 
 import pytest
+
+from pv_integration_helpers import load_module  # pylint: disable=import-error
 
 pytest.importorskip('pyVmomi')
 
@@ -33,16 +33,8 @@ HARNESS = os.path.join(REPO, 'tests', 'harness', 'vcsim')
 STATE = os.environ.get('VCSIM_STATE_DIR') or os.path.join(REPO, '.state', 'vcsim')
 
 
-def _load(name, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-guest_emulator = _load('pv_guest_emulator', os.path.join(HARNESS, 'guest_emulator.py'))
-support = _load('pv_vsphere_support', os.path.join(HERE, 'vsphere_support.py'))
+guest_emulator = load_module('pv_guest_emulator', os.path.join(HARNESS, 'guest_emulator.py'))
+support = load_module('pv_vsphere_support', os.path.join(HERE, 'vsphere_support.py'))
 
 
 def pytest_collection_modifyitems(config, items):
