@@ -36,8 +36,11 @@ PACKAGES=(
     python3 python3-venv
     e2fsprogs xfsprogs util-linux mount fdisk
     busybox-static
+    cryptsetup-bin          # tests only: a real LUKS header for the never-format test
     docker.io iptables
     shellcheck
+    # cinder tests: Nova writes config drives with genisoimage; fuseiso reads them on kernels without ISO 9660
+    genisoimage fuseiso
 )
 
 missing=()

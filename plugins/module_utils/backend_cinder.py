@@ -16,6 +16,9 @@ Parameters (the ``cinder`` dict of the ``volume`` module, the options of the
     ``config-2``, ``openstack/latest/meta_data.json``), then the metadata
     service ``http://169.254.169.254/openstack/latest/meta_data.json``; its
     ``uuid`` is the server id.
+``config_drive``, ``metadata_url``
+    Those two sources (defaults above; empty: not used). The config drive is
+    a block device (mounted read-only for the read) or a directory.
 ``volume_type``, ``availability_zone``, ``description``, ``metadata``
     Defaults for new volumes; ``volume_type``, ``availability_zone`` and
     ``description`` may also be given per volume (``backend_options``).
@@ -311,6 +314,10 @@ class CinderBackend(Backend):
                                   % (config_drive or 'none', metadata_url or 'none'))
             self._server = self.find_server(ref)
         return self._server
+
+    def check_host(self):
+        """The engine attaches to and detaches from this host: know which server it is before anything."""
+        self.server()
 
     def find_server(self, ref):
         try:
@@ -696,17 +703,38 @@ class CinderBackend(Backend):
             for vol, others in todo:
                 for sid in others:
                     self._wait_nova_detached(sid, [vol.id])
-        # one POST after the other: nova-compute serialises attaches to one server anyway (instance
-        # lock; parallel POSTs measured no faster), then ONE wait for all of them. Volumes still
-        # being created are attached each as soon as it is available (create and attach overlap).
+        # The POSTs go out in parallel: nova-compute carries out the attaches of one server one after
+        # the other (instance lock) whatever we do, but with every request queued there it never idles
+        # between two of them (measured here: 10 attaches 32-35 s instead of 36-40 s one POST after the
+        # other); each POST still answers for itself, so a refused attach is reported. Volumes still
+        # being created are attached each as soon as it is available (create and attach overlap). Then
+        # ONE wait for all of them.
         pending_create = [v for v, _others in todo if v.extra.get('status') not in ('available', 'in-use')]
-        for vol, _others in todo:
-            if vol not in pending_create:
-                self._post_attachment(server, vol)
-        if pending_create:
-            by_id = dict((v.id, v) for v in pending_create)
-            self.wait_status([self._get(v.id) for v in pending_create], ('available',), 'to become available',
-                             on_done=lambda raw: self._post_attachment(server, by_id[raw.id]))
+        errors = []
+        if todo:
+            # connect once, before the threads share the connection
+            self.conn  # pylint: disable=pointless-statement
+            with ThreadPoolExecutor(max_workers=min(8, len(todo))) as pool:
+                futures = []
+                for vol, _others in todo:
+                    if vol not in pending_create:
+                        futures.append(pool.submit(self._post_attachment, server, vol))
+                if pending_create:
+                    by_id = dict((v.id, v) for v in pending_create)
+                    try:
+                        self.wait_status([self._get(v.id) for v in pending_create], ('available',),
+                                         'to become available',
+                                         on_done=lambda raw: futures.append(
+                                             pool.submit(self._post_attachment, server, by_id[raw.id])))
+                    except PVError as exc:
+                        errors.append(str(exc))
+                for fut in futures:
+                    try:
+                        fut.result()
+                    except PVError as exc:
+                        errors.append(str(exc))
+        if errors:
+            raise PVError('; '.join(errors))
         if todo:
             done = self.wait_status(
                 [self._get(v.id) for v, _others in todo], ('in-use',), 'to be attached to %s' % server.name,

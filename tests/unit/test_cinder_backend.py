@@ -237,7 +237,10 @@ def test_attach_many_attaches_each_volume_as_soon_as_it_is_available(monkeypatch
     events = []
     posted = []
 
+    real_sleep = bc.time.sleep
+
     def sleep(_seconds):
+        real_sleep(0.05)            # the attach POSTs run in threads: let them go first
         rounds[0] += 1
         events.append('sleep')
     monkeypatch.setattr(bc.time, 'sleep', sleep)
@@ -256,11 +259,19 @@ def test_attach_many_attaches_each_volume_as_soon_as_it_is_available(monkeypatch
     b._list_owned = lambda name=None: [raw(v) for v in ids]
 
     def post(server, vol):
+        if vol.id == ids[2]:
+            raise PVError('refused')
         events.append('attach ' + vol.id[0])
         posted.append(vol.id)
     b._post_attachment = post
     vols = [b.to_backend_volume(ours('v' + v[0], id=v, status='available' if v == ids[0] else 'creating'))
             for v in ids]
+    with pytest.raises(PVError, match='refused'):
+        b.attach_many(vols)         # one POST refused: reported, after the others went out
+    assert events == ['attach 1', 'sleep', 'attach 2', 'sleep', 'sleep']
+    del events[:], posted[:]
+    rounds[0] = 0
+    b._post_attachment = lambda server, vol: (events.append('attach ' + vol.id[0]), posted.append(vol.id))
     done = b.attach_many(vols)
     assert [v.id for v in done] == ids
     assert [v.extra['status'] for v in done] == ['in-use'] * 3
