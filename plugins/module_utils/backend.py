@@ -91,6 +91,10 @@ class Backend(object):
         self.params = dict(params or {})
 
     # -- reads ---------------------------------------------------------
+    def check_host(self):
+        """Called by the engine before it plans (in check mode too): raise PVError if this host
+        cannot use the backend, so that a run that would fail changes nothing. Default: nothing."""
+
     def lookup(self, requests):
         """Return ``{name: BackendVolume}`` for the requests that exist.
 

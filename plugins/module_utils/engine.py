@@ -185,6 +185,8 @@ class Engine(object):
                 targets[spec.mount_path] = spec.name
         for spec in specs:
             self.backend(spec.backend)       # unknown backend or missing SDK fails here
+        for name in sorted(set(spec.backend for spec in specs)):
+            self.backend(name).check_host()  # e.g. which Nova server this is: fails before any change
 
         store = StateStore(self.root)
         store.lock()
