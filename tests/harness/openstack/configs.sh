@@ -43,6 +43,63 @@ write_configs() {
     mkdir -p "$ETC"/{mariadb,rabbitmq,keystone,placement,glance,neutron,cinder,nova,wsgi} \
              "$LOGS" "$RUN" "$DATA"/{locks,glance/images,glance/staging,glance/tasks,cinder,nova/instances,rabbitmq}
 
+    # --- RPC reply polling (every service imports sitecustomize from $ETC/wsgi, on PYTHONPATH).
+    # oslo.messaging 17 (OpenStack 2026.1) waits for an RPC reply by polling its reply queue with
+    # time.sleep(0.5) (the lp-2035113 workaround, hard-coded), so every RPC call here costs ~0.5 s
+    # (measured: request leg 3 ms, reply leg 499 ms) and a Nova volume attach, a chain of such calls
+    # under the server's lock, ~2.5-3.5 s. The harness polls every PV_OS_RPC_REPLY_POLL seconds instead
+    # (default 0.02): same code path and semantics, shorter waits. PV_OS_RPC_REPLY_POLL=0.5 (or
+    # "stock") leaves oslo.messaging as shipped.
+    local poll="${PV_OS_RPC_REPLY_POLL:-0.02}"
+    [ "$poll" = stock ] && poll=0.5
+    cat > "$ETC/wsgi/sitecustomize.py" <<EOT
+"""Test cloud only: poll oslo.messaging's RPC reply queue every $poll s (stock: 0.5 s)."""
+import sys
+
+POLL = $poll
+
+
+class _PatchAmqpDriver(object):
+    """Patches ReplyWaiters.get once oslo_messaging._drivers.amqpdriver is imported (not before:
+    importing it here would run ahead of eventlet's monkey patching in the services)."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != 'oslo_messaging._drivers.amqpdriver':
+            return None
+        sys.meta_path.remove(self)
+        import importlib.util
+        spec = importlib.util.find_spec(name)
+        loader = spec.loader
+        exec_module = loader.exec_module
+
+        def patched_exec(module):
+            exec_module(module)
+            _patch(module)
+        loader.exec_module = patched_exec
+        return spec
+
+
+def _patch(amqpdriver):
+    import queue
+    import time
+
+    def get(self, msg_id, timeout):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while deadline is None or time.monotonic() < deadline:
+            try:
+                return self._queues[msg_id].get(block=False)
+            except queue.Empty:
+                time.sleep(POLL)
+        import oslo_messaging
+        raise oslo_messaging.MessagingTimeout('Timed out waiting for a reply to message ID %s' % msg_id)
+    if POLL != 0.5:
+        amqpdriver.ReplyWaiters.get = get
+
+
+sys.meta_path.insert(0, _PatchAmqpDriver())
+EOT
+    echo "$poll" > "$ETC/rpc-reply-poll"
+
     # --- MariaDB: own datadir/socket, small buffers, durability traded for speed (test only)
     cat > "$ETC/mariadb/my.cnf" <<EOT
 [client]
