@@ -17,7 +17,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import importlib.util
 import os
 import subprocess
 import threading
@@ -25,17 +24,9 @@ import time
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.abspath(os.path.join(HERE, '..', '..', '..'))
-HARNESS = os.path.join(REPO, 'tests', 'harness', 'openstack')
-STATE = os.path.join(REPO, '.state', 'openstack')
-CLOUDS_YAML = os.path.join(STATE, 'clouds.yaml')
+from cinder_helpers import CLOUDS_YAML, HARNESS, HERE, REPO, STATE, guest_device, wait_volume  # noqa: F401 pylint: disable=unused-import
 
 pytestmark = pytest.mark.cinder
-
-_spec = importlib.util.spec_from_file_location('pv_guest_device', os.path.join(HARNESS, 'guest_device.py'))
-guest_device = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(guest_device)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -96,17 +87,6 @@ def conn(openstack_cloud):
 def os_ansible(ansible, openstack_cloud):
     ansible.env.update(openstack_cloud['env'])
     return ansible
-
-
-def wait_volume(conn, vid, status, timeout=60):
-    deadline = time.monotonic() + timeout
-    while True:
-        vol = conn.block_storage.get_volume(vid)
-        if vol.status == status:
-            return vol
-        if time.monotonic() > deadline:
-            raise AssertionError('volume %s is %s, not %s' % (vid, vol.status, status))
-        time.sleep(0.3)
 
 
 def destroy_volume(conn, vol):

@@ -17,7 +17,7 @@ import subprocess
 
 import pytest
 
-from conftest import guest_device
+from cinder_helpers import guest_device
 from pv_integration_helpers import ManagedRoot, fstab_lines, is_mountpoint  # pylint: disable=import-error
 
 # the first test may install and cold-start the test cloud (session fixture) within its timeout

@@ -41,7 +41,7 @@ from socketserver import ThreadingMixIn
 
 import pytest
 
-from conftest import STATE, wait_volume
+from cinder_helpers import STATE, wait_volume
 from pv_integration_helpers import ManagedRoot, is_mountpoint  # pylint: disable=import-error
 
 # the first test may install and cold-start the test cloud (session fixture) within its timeout

@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from conftest import wait_volume
+from cinder_helpers import wait_volume
 
 # the first test may install and cold-start the test cloud (session fixture) within its timeout
 pytestmark = [pytest.mark.cinder, pytest.mark.slow, pytest.mark.timeout(1800)]
