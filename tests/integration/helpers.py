@@ -425,6 +425,29 @@ def output(cmd, check=True):
     return sh(cmd, check=check).stdout
 
 
+def run_container(client, image, command, volumes=None, name=None, network_mode='none'):
+    """Run ``command`` (a list) to completion and return its stdout (str); fail on a non-zero exit.
+
+    dockerd 20.10 (Debian 12) can answer a logs request made right after the container exited
+    with nothing yet (seen here in about one run in three), so an empty answer is asked again.
+    """
+    container = client.containers.run(image, command, name=name, volumes=volumes or {}, detach=True,
+                                      network_mode=network_mode)
+    try:
+        status = container.wait(timeout=300)
+        out = container.logs(stdout=True, stderr=False)
+        deadline = time.monotonic() + 3
+        while not out and time.monotonic() < deadline:
+            time.sleep(0.1)
+            out = container.logs(stdout=True, stderr=False)
+        if status.get('StatusCode') != 0:
+            raise AssertionError('container %s exited with %s: %s' % (
+                command, status.get('StatusCode'), container.logs(stdout=False, stderr=True).decode()))
+        return out.decode()
+    finally:
+        container.remove(force=True)
+
+
 def fstab_lines(marker, fstab='/etc/fstab'):
     """The non-comment fstab lines containing ``marker``."""
     with open(fstab) as f:

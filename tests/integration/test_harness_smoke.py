@@ -63,10 +63,9 @@ def test_collection_is_visible(ansible):
 def test_busybox_container_and_cleanup(docker_client, busybox_image, uid, cleanup, tmp_path):
     vol = cleanup.docker_volume(docker_client.volumes.create(name=uid + '-vol', driver='local').name)
     name = cleanup.container(uid + '-writer')
-    out = docker_client.containers.run(busybox_image, ['sh', '-c', 'echo data > /data/x && cat /data/x'],
-                                       name=name, volumes={vol: {'bind': '/data', 'mode': 'rw'}},
-                                       network_mode='none')
-    assert out.strip() == b'data'
+    out = h.run_container(docker_client, busybox_image, ['sh', '-c', 'echo data > /data/x && cat /data/x'],
+                                name=name, volumes={vol: {'bind': '/data', 'mode': 'rw'}})
+    assert out.strip() == 'data'
     # loop device + mount + fstab line, all swept by the prefix even without explicit registration
     img = str(tmp_path / (uid + '.img'))
     subprocess.run(['truncate', '-s', '32M', img], check=True)

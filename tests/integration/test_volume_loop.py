@@ -13,6 +13,7 @@ import os
 import pytest
 
 from pv_integration_helpers import ManagedRoot, fstab_lines, is_mountpoint, output  # pylint: disable=import-error
+from pv_integration_helpers import run_container as container_output  # pylint: disable=import-error
 
 MiB = 1024 ** 2
 
@@ -57,11 +58,8 @@ def pv(uid, cleanup, docker_client):
 
 def run_container(client, image, volume, command, cleanup, name):
     cleanup.container(name)
-    out = client.containers.run(image, ['sh', '-c', command], name=name,
-                                volumes={volume: {'bind': '/data', 'mode': 'rw'}}, remove=False,
-                                network_mode='none')
-    client.containers.get(name).remove(force=True)
-    return out.decode()
+    return container_output(client, image, ['sh', '-c', command], name=name,
+                            volumes={volume: {'bind': '/data', 'mode': 'rw'}})
 
 
 def test_lifecycle_check_create_rerun_data_grow_absent(ansible, pv, cleanup, docker_client, busybox_image):

@@ -19,6 +19,7 @@ import pytest
 
 from cinder_helpers import guest_device
 from pv_integration_helpers import ManagedRoot, fstab_lines, is_mountpoint  # pylint: disable=import-error
+from pv_integration_helpers import run_container as container_output  # pylint: disable=import-error
 
 # the first test may install and cold-start the test cloud (session fixture) within its timeout
 pytestmark = [pytest.mark.cinder, pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -78,9 +79,9 @@ def test_docker_volume_on_cinder_data_survives(os_ansible, conn, uid, cleanup, o
     docker_client.containers.run(busybox_image, ['sh', '-c', 'echo cinder-data > /data/proof'], name=cname,
                                  volumes={name: {'bind': '/data', 'mode': 'rw'}}, remove=False, network_mode='none')
     docker_client.containers.get(cname).remove()
-    out = docker_client.containers.run(busybox_image, ['cat', '/data/proof'], remove=True,
-                                       volumes={name: {'bind': '/data', 'mode': 'ro'}}, network_mode='none')
-    assert out.strip() == b'cinder-data'
+    out = container_output(docker_client, busybox_image, ['cat', '/data/proof'],
+                           volumes={name: {'bind': '/data', 'mode': 'ro'}})
+    assert out.strip() == 'cinder-data'
 
     # grow online: Cinder extend (+ Nova action), the guest sees it, resize2fs
     res = os_ansible.run([pv.task(name, size='2GiB', timeout=120)])
@@ -88,9 +89,9 @@ def test_docker_volume_on_cinder_data_survives(os_ansible, conn, uid, cleanup, o
     assert conn.block_storage.get_volume(vol.id).size == 2
     st = os.statvfs(pv.mountpoint(name))
     assert st.f_blocks * st.f_frsize > 1.5 * GIB
-    out = docker_client.containers.run(busybox_image, ['cat', '/data/proof'], remove=True,
-                                       volumes={name: {'bind': '/data', 'mode': 'ro'}}, network_mode='none')
-    assert out.strip() == b'cinder-data'
+    out = container_output(docker_client, busybox_image, ['cat', '/data/proof'],
+                           volumes={name: {'bind': '/data', 'mode': 'ro'}})
+    assert out.strip() == 'cinder-data'
 
     # detached: storage kept (available), everything on the host gone
     os_ansible.run([pv.task(name, state='detached')]).assert_changed()
@@ -98,9 +99,9 @@ def test_docker_volume_on_cinder_data_survives(os_ansible, conn, uid, cleanup, o
     assert not is_mountpoint(pv.mountpoint(name)) and fstab_lines(uid) == []
     # back again: same data
     os_ansible.run([pv.task(name, size='2GiB', timeout=120)]).assert_changed()
-    out = docker_client.containers.run(busybox_image, ['cat', '/data/proof'], remove=True,
-                                       volumes={name: {'bind': '/data', 'mode': 'ro'}}, network_mode='none')
-    assert out.strip() == b'cinder-data'
+    out = container_output(docker_client, busybox_image, ['cat', '/data/proof'],
+                           volumes={name: {'bind': '/data', 'mode': 'ro'}})
+    assert out.strip() == 'cinder-data'
     # absent: deleted in Cinder
     os_ansible.run([pv.task(name, state='absent')]).assert_changed()
     assert ours(conn, name) == []

@@ -16,6 +16,7 @@ import pytest
 
 from pv_vsphere_support import DATASTORE, FOLDER, datastore_dir  # pylint: disable=import-error
 from pv_integration_helpers import mountpoints  # pylint: disable=import-error
+from pv_integration_helpers import run_container as container_output  # pylint: disable=import-error
 
 MIB = 1024 * 1024
 
@@ -33,10 +34,8 @@ def volume_task(name, vsphere, root, **kw):
 
 def run_in_container(docker_client, image, cleanup, name, volume, script):
     cname = cleanup.container(name)
-    out = docker_client.containers.run(image, ['sh', '-c', script], name=cname, network_mode='none',
-                                       volumes={volume: {'bind': '/data', 'mode': 'rw'}})
-    docker_client.containers.get(cname).remove(v=False)
-    return out.decode().strip()
+    return container_output(docker_client, image, ['sh', '-c', script], name=cname,
+                            volumes={volume: {'bind': '/data', 'mode': 'rw'}}).strip()
 
 
 @pytest.fixture
