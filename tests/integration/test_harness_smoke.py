@@ -64,7 +64,7 @@ def test_busybox_container_and_cleanup(docker_client, busybox_image, uid, cleanu
     vol = cleanup.docker_volume(docker_client.volumes.create(name=uid + '-vol', driver='local').name)
     name = cleanup.container(uid + '-writer')
     out = h.run_container(docker_client, busybox_image, ['sh', '-c', 'echo data > /data/x && cat /data/x'],
-                         name=name, volumes={vol: {'bind': '/data', 'mode': 'rw'}})
+                          name=name, volumes={vol: {'bind': '/data', 'mode': 'rw'}})
     assert out.strip() == 'data'
     # loop device + mount + fstab line, all swept by the prefix even without explicit registration
     img = str(tmp_path / (uid + '.img'))
