@@ -15,9 +15,9 @@ __metaclass__ = type
 import glob
 import os
 
-from .backend import Backend, BackendVolume, register
-from .common import MANAGED_ROOT, PVError, human_size, run
-from .devices import block_size
+from .base import Backend, BackendVolume, register
+from ..common import MANAGED_ROOT, PVError, human_size, run
+from ..host.devices import block_size
 
 
 def loop_devices():
