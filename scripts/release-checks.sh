@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2317  # the step functions are called through step()
 # Copyright: persistent_volumes.docker contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 #
@@ -157,7 +158,7 @@ ee() {
     done
     # managed-host requirements (requirements.txt, bindep.txt) must not reach the controller image
     for bad in docker jmespath docker.io e2fsprogs xfsprogs util-linux fdisk; do
-        if grep -q "^- '$bad[ >=<\[]" <<<"$deps"; then
+        if grep -q "^- '${bad}[ >=<\[]" <<<"$deps"; then
             log "EE requirements contain the managed-host requirement $bad"
             return 1
         fi
