@@ -108,7 +108,25 @@ build() {
     log "$(basename "$TARBALL"): $(du -k "$TARBALL" | cut -f1) KiB"
     ansible-galaxy collection install --no-deps --force -p "$OUT/installed" "$TARBALL" 2>&1 |
         grep -v 'is not part of the configured Ansible collections paths' >&2
-    [[ -f $OUT/installed/ansible_collections/$NS/$NAME/MANIFEST.json ]]
+    local coll=$OUT/installed/ansible_collections/$NS/$NAME f role missing=()
+    [[ -f $coll/MANIFEST.json ]] || return 1
+    # what a published collection must carry (galaxy-importer checks only some of it)
+    for f in LICENSE README.md CHANGELOG.rst changelogs/changelog.yaml meta/runtime.yml \
+        meta/execution-environment.yml meta/ee-requirements.txt meta/ee-bindep.txt; do
+        [[ -f $coll/$f ]] || missing+=("$f")
+    done
+    for role in "$TREE"/roles/*/; do
+        role=$(basename "$role")
+        [[ -f $coll/roles/$role/README.md ]] || missing+=("roles/$role/README.md")
+    done
+    if ((${#missing[@]})); then
+        log "the tarball lacks: ${missing[*]}"
+        return 1
+    fi
+    if [[ -e $coll/docs/site || -e $coll/tests ]]; then
+        log "the tarball carries build-only files (docs/site or tests): check build_ignore"
+        return 1
+    fi
 }
 
 # ------------------------------------------------------------------ galaxy-importer
