@@ -17,7 +17,7 @@ from ansible_collections.persistent_volumes.docker.plugins.module_utils.docker i
 def test_defaults_without_environment():
     conn = client.resolve({}, env={})
     assert conn == {'docker_host': 'unix:///var/run/docker.sock', 'tls': False, 'validate_certs': False,
-                    'ca_path': None, 'client_cert': None, 'client_key': None, 'timeout': 60}
+                    'ca_path': None, 'client_cert': None, 'client_key': None, 'docker_timeout': 60}
 
 
 def test_environment_fallbacks():
@@ -26,18 +26,18 @@ def test_environment_fallbacks():
     conn = client.resolve({}, env=env)
     assert conn == {'docker_host': 'tcp://127.0.0.1:2376', 'tls': True, 'validate_certs': True,
                     'ca_path': '/certs/ca.pem', 'client_cert': '/certs/cert.pem', 'client_key': '/certs/key.pem',
-                    'timeout': 7}
+                    'docker_timeout': 7}
     # given values win over the environment
-    given = client.resolve({'docker_host': 'unix:///x.sock', 'validate_certs': False, 'timeout': 3,
+    given = client.resolve({'docker_host': 'unix:///x.sock', 'validate_certs': False, 'docker_timeout': 3,
                             'ca_path': '/mine/ca.pem'}, env=env)
     assert given['docker_host'] == 'unix:///x.sock' and given['validate_certs'] is False
-    assert given['timeout'] == 3 and given['ca_path'] == '/mine/ca.pem' and given['client_cert'] == '/certs/cert.pem'
+    assert given['docker_timeout'] == 3 and given['ca_path'] == '/mine/ca.pem' and given['client_cert'] == '/certs/cert.pem'
     assert client.resolve({}, env={'DOCKER_TLS_VERIFY': '0'})['validate_certs'] is False
 
 
 @pytest.mark.parametrize('params,env,message', [
     ({}, {'DOCKER_TIMEOUT': 'soon'}, 'DOCKER_TIMEOUT'),
-    ({'timeout': 0}, {}, 'positive'),
+    ({'docker_timeout': 0}, {}, 'positive'),
     ({'client_cert': '/c.pem'}, {}, 'go together'),
 ])
 def test_bad_settings(params, env, message):
@@ -50,7 +50,8 @@ def test_spec_names_follow_community_docker():
     assert sorted(spec) == sorted(client.CONNECTION_KEYS)
     assert spec['validate_certs']['aliases'] == ['tls_verify'] and spec['docker_host']['aliases'] == ['docker_url']
     assert 'ca_cert' in spec['ca_path']['aliases'] and 'tls_client_key' in spec['client_key']['aliases']
-    assert all('default' not in opt for opt in spec.values())      # None = not given: env fallback
+    assert all('default' not in opt for opt in spec.values())
+    assert spec['client_key']['no_log'] is False      # None = not given: env fallback
     spec['tls']['type'] = 'str'
     assert client.CONNECTION_SPEC['tls']['type'] == 'bool'         # a copy
 

@@ -6,7 +6,7 @@
 Rule: every Docker Engine API call of the collection (the modules' ``local`` volumes,
 the plugin daemon's reference check) goes through :func:`connect`; its connection
 options are :data:`CONNECTION_SPEC` (names, aliases and environment fallbacks as in
-community.docker: ``DOCKER_HOST``, ``DOCKER_TLS``, ``DOCKER_TLS_VERIFY``,
+community.docker (but ``docker_timeout`` for its ``timeout``): ``DOCKER_HOST``, ``DOCKER_TLS``, ``DOCKER_TLS_VERIFY``,
 ``DOCKER_CERT_PATH``, ``DOCKER_TIMEOUT``), documented once in
 ``plugins/doc_fragments/docker.py``. No Ansible import: the fallbacks are resolved
 here (:func:`resolve`), so the daemon reads them the same way.
@@ -34,7 +34,7 @@ except ImportError:
 
 DEFAULT_HOST = 'unix:///var/run/docker.sock'
 DEFAULT_TIMEOUT = 60
-CONNECTION_KEYS = ('docker_host', 'tls', 'validate_certs', 'ca_path', 'client_cert', 'client_key', 'timeout')
+CONNECTION_KEYS = ('docker_host', 'tls', 'validate_certs', 'ca_path', 'client_cert', 'client_key', 'docker_timeout')
 
 #: the modules' Docker connection options (an Ansible argument spec without fallbacks:
 #: ``None`` means "not given" and :func:`resolve` applies the environment, then the default)
@@ -44,8 +44,9 @@ CONNECTION_SPEC = dict(
     validate_certs=dict(type='bool', aliases=['tls_verify']),
     ca_path=dict(type='path', aliases=['ca_cert', 'tls_ca_cert', 'cacert_path']),
     client_cert=dict(type='path', aliases=['tls_client_cert', 'cert_path']),
-    client_key=dict(type='path', aliases=['tls_client_key', 'key_path']),
-    timeout=dict(type='int'),
+    client_key=dict(type='path', aliases=['tls_client_key', 'key_path'], no_log=False),
+    # community.docker calls it ``timeout``; ``volume`` already has a ``timeout`` (the device wait)
+    docker_timeout=dict(type='int'),
 )
 
 # what the plugin daemon's holders check reads: running, paused and restarting containers
@@ -87,14 +88,14 @@ def resolve(params=None, env=None):
         for key, filename in (('ca_path', 'ca.pem'), ('client_cert', 'cert.pem'), ('client_key', 'key.pem')):
             if not out[key]:
                 out[key] = os.path.join(cert_dir, filename)
-    if out['timeout'] is None:
+    if out['docker_timeout'] is None:
         raw = env.get('DOCKER_TIMEOUT')
         try:
-            out['timeout'] = int(raw) if raw else DEFAULT_TIMEOUT
+            out['docker_timeout'] = int(raw) if raw else DEFAULT_TIMEOUT
         except ValueError:
             raise PVError('DOCKER_TIMEOUT must be a number of seconds, got %r' % raw)
-    if out['timeout'] <= 0:
-        raise PVError('timeout must be a positive number of seconds')
+    if out['docker_timeout'] <= 0:
+        raise PVError('docker_timeout must be a positive number of seconds')
     if bool(out['client_cert']) != bool(out['client_key']):
         raise PVError('client_cert and client_key go together (give both or neither)')
     return out
@@ -131,7 +132,7 @@ def connect(params=None, env=None):
     if tls is not None and base_url.startswith('tcp://'):
         base_url = 'https://' + base_url[len('tcp://'):]
     try:
-        return docker.APIClient(base_url=base_url, version='auto', timeout=conn['timeout'], tls=tls)
+        return docker.APIClient(base_url=base_url, version='auto', timeout=conn['docker_timeout'], tls=tls)
     except DockerException as exc:
         raise PVError('cannot reach the Docker engine at %s: %s' % (conn['docker_host'], exc))
 

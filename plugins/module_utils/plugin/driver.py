@@ -78,7 +78,7 @@ class DockerHolders(object):
     Docker client (:mod:`..docker.client`); connects lazily and again after an error."""
 
     def __init__(self, docker_host, timeout=10):
-        self.params = {'docker_host': docker_host, 'timeout': timeout}
+        self.params = {'docker_host': docker_host, 'docker_timeout': timeout}
         self.api = None
 
     def volume_holders(self, driver):
