@@ -326,7 +326,7 @@ class VolumeDriver(object):
     def _put_record(self, name, rec):
         with self.store.mutex:
             self.store.volumes[name] = rec
-            self.store.save()
+        self.store.save()
         self.listing.put(name, {'size': rec.get('size'), 'backend_id': rec.get('backend_id')})
 
     def remove(self, body):
@@ -346,7 +346,7 @@ class VolumeDriver(object):
             with self.store.mutex:
                 self.store.volumes.pop(name, None)
                 self.store.refs.pop(name, None)
-                self.store.save()
+            self.store.save()
             self.listing.drop(name)
             return protocol.ok(), 'deleted'
 
@@ -373,7 +373,7 @@ class VolumeDriver(object):
                     note += ' ownership'
             with self.store.mutex:
                 self.unverified.discard((name, caller))
-                count = self.store.add_ref(name, caller)
+            count = self.store.add_ref(name, caller)
             return protocol.ok(Mountpoint=path), '%s refs=%d' % (note, count)
 
     def unmount(self, body):
@@ -384,7 +384,7 @@ class VolumeDriver(object):
                 if name not in self.store.volumes and name not in self.store.refs:
                     raise RequestError('no such volume: %s' % name)
                 self.unverified.discard((name, caller))
-                known, refs = self.store.drop_ref(name, caller)
+            known, refs = self.store.drop_ref(name, caller)
             if refs:
                 if any((name, r) in self.unverified for r in refs):
                     self.wake.set()      # let the verifier check them against Docker
@@ -546,6 +546,8 @@ class VolumeDriver(object):
             names = sorted(set(n for n, _i in self.unverified))
             changes = self._reconcile(names, holders, first)
             candidates = sorted(self.store.volumes) if first else names
+        if changes:
+            self.store.save()
         # release what nobody holds; a volume busy with a call (its lock taken) is left to that call
         with self.locks.try_hold(candidates) as held:
             with self.store.mutex:
@@ -571,7 +573,7 @@ class VolumeDriver(object):
 
     def _reconcile(self, names, holders, first):
         """Drop unverified IDs Docker does not back; at the first check adopt running users
-        the record lost. Store mutex held by the caller; returns the change notes."""
+        the record lost. Store mutex held by the caller (who saves); returns the change notes."""
         changes = []
         for name in names:
             refs = list(self.store.refs.get(name) or [])
@@ -595,8 +597,6 @@ class VolumeDriver(object):
                     for cid in cids:
                         self.unverified.add((name, 'docker:%s' % cid))
                     changes.append('%s 0->%d (adopted)' % (name, len(cids)))
-        if changes:
-            self.store.save()
         return changes
 
     def _stray_specs(self):

@@ -9,8 +9,10 @@ held across one. Three kinds of lock, always taken in this order:
 * :class:`VolumeLocks` — one lock PER VOLUME, held by the driver for a whole
   operation on that volume (including its engine run: attach, mkfs, mount...), so
   two Mounts of the same volume never race, while another volume's calls go on;
-* :class:`PluginStore` ``.mutex`` — short: guards the in-memory record and its
-  atomic write to ``<root>/plugin.json``; taken and released inside an operation;
+* :class:`PluginStore` ``.mutex`` — short: guards the in-memory record; taken and
+  released inside an operation, never held while the record is written to disk
+  (``save`` serializes under it, then writes under a separate writer lock, so a read
+  never waits on an fsync);
 * :class:`ReleaseTimers` has its own internal lock (never held while a callback runs).
 
 A thread waits for at most one volume lock at a time (the reference check takes
@@ -42,6 +44,9 @@ class PluginStore(object):
         self.path = os.path.join(root, STATE_FILE)
         self.data = {'version': 1, 'volumes': {}, 'refs': {}}
         self.mutex = threading.RLock()
+        self._writer = threading.Lock()
+        self._seq = 0                    # snapshots taken
+        self._written = 0                # the newest snapshot on disk
 
     def load(self):
         with self.mutex:
@@ -62,8 +67,17 @@ class PluginStore(object):
         return self.data['refs']
 
     def save(self):
+        """Write the record (atomically, fsync'd) as it is now; returns once it (or a newer one) is
+        on disk. Call it WITHOUT holding ``mutex``."""
         with self.mutex:
-            atomic_write(self.path, json.dumps(self.data, sort_keys=True, indent=1) + '\n', 0o600)
+            text = json.dumps(self.data, sort_keys=True, indent=1) + '\n'
+            self._seq += 1
+            seq = self._seq
+        with self._writer:
+            if seq <= self._written:
+                return                   # a newer snapshot was written meanwhile
+            atomic_write(self.path, text, 0o600)
+            self._written = seq
 
     # -- references -------------------------------------------------------------
     def refs_of(self, name):
@@ -76,8 +90,9 @@ class PluginStore(object):
             refs = self.refs.setdefault(name, [])
             if caller not in refs:
                 refs.append(caller)
-            self.save()
-            return len(refs)
+            count = len(refs)
+        self.save()
+        return count
 
     def drop_ref(self, name, caller):
         """Forget ``caller`` (saved); returns (was it known, the references left)."""
@@ -90,8 +105,8 @@ class PluginStore(object):
                 self.refs[name] = refs
             else:
                 self.refs.pop(name, None)
-            self.save()
-            return known, refs
+        self.save()
+        return known, refs
 
     def snapshot(self):
         """(volumes, refs): copies, for answers built without the mutex."""
