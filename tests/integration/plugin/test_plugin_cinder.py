@@ -10,9 +10,10 @@ attached to another running server is refused (fencing), ``docker volume rm`` de
 
 ``test_slow_attach_blocks_nothing_else`` (issue 9): cinder-api behind the fault proxy
 (tests/integration/cinder/faultproxy.py) holds one volume's attach for 30 s; meanwhile
-List/Get/Path/Capabilities and another (mounted) volume's Mount/Unmount must answer with
-p99 <= 50 ms over 100 calls each: they are not blocked behind the attach (before the
-per-volume locks they waited the whole 30 s).
+List/Get/Path/Capabilities must answer with p99 <= 50 ms over 100 calls each, and another
+(mounted) volume's Mount/Unmount with p99 <= 50 ms plus the p99 of an fsync'd write measured
+in the same rounds (they write the reference record, fsync'd); nothing is blocked behind the
+attach (before the per-volume locks every call waited for it, up to the whole 30 s).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -28,7 +29,8 @@ import time
 import pytest
 import yaml
 
-from pv_plugin_helpers import direct_daemon, http, latency_round, load_sibling_conftest, percentile, wait_for
+from pv_plugin_helpers import (direct_daemon, fsync_write, http, latency_round, load_sibling_conftest, percentile,
+                               wait_for)
 
 # the Cinder tests' fixtures (test cloud, connection, hypervisor emulation), reused as they are
 load_sibling_conftest('cinder')
@@ -163,7 +165,9 @@ def test_slow_attach_blocks_nothing_else(proxied_cinder_plugin, conn, uid):
         ('Path other', 'VolumeDriver.Path', {'Name': fast}),
         ('Mount other', 'VolumeDriver.Mount', lambda i: {'Name': fast, 'ID': 'm%d' % i}),
         ('Unmount other', 'VolumeDriver.Unmount', lambda i: {'Name': fast, 'ID': 'm%d' % i}),
+        ('control fsync', None, fsync_write(plugin.root)),
     ]
+    call('VolumeDriver.List', {})                 # the first List fetches the backend's listing
     idle = latency_round(plugin.socket, calls, 20)
 
     # the first GET of the slow volume during its Mount (the attach's status poll) waits 30 s
@@ -199,9 +203,17 @@ def test_slow_attach_blocks_nothing_else(proxied_cinder_plugin, conn, uid):
                  percentile(busy[label], 0.5), percentile(busy[label], 0.99), len(busy[label]))
               for label, _e, _b in calls]
     print('\n' + '\n'.join(report))
-    slow_calls = dict((label, percentile(values, 0.99)) for label, values in busy.items()
-                      if percentile(values, 0.99) > P99_MAX_MS)
-    assert not slow_calls, 'p99 above %d ms while a Mount waits on a slow attach:\n%s' % (P99_MAX_MS, '\n'.join(report))
+    # Mount/Unmount of the other volume write the reference record (fsync'd, as before the
+    # per-volume locks): on a busy shared disk their p99 is the disk's, so their bound is 50 ms
+    # on top of the p99 of an fsync'd write measured in the same rounds (``control fsync``);
+    # a call stuck behind the attach would take ~30 s either way.
+    disk = percentile(busy['control fsync'], 0.99)
+    limits = dict((label, P99_MAX_MS + (disk if label in ('Mount other', 'Unmount other') else 0.0))
+                  for label in busy if label != 'control fsync')
+    slow_calls = dict((label, percentile(busy[label], 0.99)) for label in limits
+                      if percentile(busy[label], 0.99) > limits[label])
+    assert not slow_calls, 'p99 above the limit (%s) while a Mount waits on a slow attach:\n%s' % (
+        limits, '\n'.join(report))
 
     for name, caller in ((slow, 'c1'), (fast, 'held')):
         call('VolumeDriver.Unmount', {'Name': name, 'ID': caller})
