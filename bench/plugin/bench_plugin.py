@@ -409,8 +409,8 @@ def print_delayed(da, args):
             idle, busy = da['idle'][label], da['busy'][label]
             if not label.startswith('control'):
                 worst = max(worst, pct(busy, 0.99))
-            print('  %-34s idle p50 %6.1f p99 %6.1f ms | during p50 %6.1f p99 %6.1f ms | p99 ratio %.2f'
-                  % (label, pct(idle, 0.5), pct(idle, 0.99), pct(busy, 0.5), pct(busy, 0.99),
+            print('  %-34s idle p50 %6.1f p99 %6.1f ms | during p50 %6.1f p99 %6.1f max %8.1f ms | p99 ratio %.2f'
+                  % (label, pct(idle, 0.5), pct(idle, 0.99), pct(busy, 0.5), pct(busy, 0.99), max(busy),
                      pct(busy, 0.99) / max(pct(idle, 0.99), 0.001)))
         print('  slow Mount took %.1f s; worst p99 during it %.1f ms (target <= 50 ms: %s); Mount/Unmount write the '
               'reference record fsync\'d: compare with the control row' % (da['slow_mount_s'] or float('nan'), worst,

@@ -104,6 +104,7 @@ def main(argv=None):
         driver.wake.set()
         server.server_close()
         driver.flush()
+        driver.close()
         for path in (config.socket, args.pidfile):
             if path:
                 try:

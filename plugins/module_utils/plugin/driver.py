@@ -166,6 +166,7 @@ class VolumeDriver(object):
         self.wake = threading.Event()
         self.verified_once = False
         self.scope, self.volume_options = self._backend_traits()
+        self._list_engine = None           # used by the one listing fetch at a time only
         self.listing = RemoteListing(self._fetch_remote, logger=self.logger)
 
     # -- plumbing ----------------------------------------------------------------
@@ -207,12 +208,18 @@ class VolumeDriver(object):
             _close(engine)
 
     def _fetch_remote(self):
-        engine = self.engine_factory()
+        """The backend's volumes, through one engine kept for listing (one fetch at a time, see
+        :class:`RemoteListing`: its cloud session is reused instead of a new login per refresh)."""
+        if self._list_engine is None:
+            self._list_engine = self.engine_factory()
         try:
             return dict((vol.name, {'size': vol.size, 'backend_id': vol.id})
-                        for vol in engine.backend(self.cfg.backend).list_volumes() if _valid_name(vol.name))
-        finally:
+                        for vol in self._list_engine.backend(self.cfg.backend).list_volumes()
+                        if _valid_name(vol.name))
+        except Exception:
+            engine, self._list_engine = self._list_engine, None
             _close(engine)
+            raise
 
     def mountpoint(self, name):
         return os.path.join(self.mounts_dir, name)
@@ -423,6 +430,12 @@ class VolumeDriver(object):
                     self.logger('Release name=%s ok %s (shutdown)' % (name, self._teardown(name)))
                 except Exception as exc:  # pylint: disable=broad-except
                     self.logger('Release name=%s err %s (shutdown)' % (name, self.cfg.scrub(exc)))
+
+    def close(self):
+        """Close the listing's engine (at shutdown, after :meth:`flush`)."""
+        engine, self._list_engine = self._list_engine, None
+        if engine is not None:
+            _close(engine)
 
     def _teardown(self, name):
         """Unmount and detach ``name`` (its lock held by the caller)."""
