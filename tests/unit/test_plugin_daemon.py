@@ -114,7 +114,7 @@ def make_driver(tmp_path, world, **cfg):
         return [host.Mount('0:1', p, 'ext4', '/dev/loop9', 'rw') for p in sorted(world.mounted)]
 
     driver = pdriver.VolumeDriver(config, engine_factory=lambda: FakeEngine(world), probe=FakeProbe(world),
-                             mounts=mounts, logger=lines.append)
+                                  mounts=mounts, logger=lines.append)
     driver.lines = lines
     return driver
 

@@ -23,7 +23,7 @@ from ..common import PVError
 
 try:
     import docker
-    from docker.errors import APIError, DockerException, NotFound
+    from docker.errors import APIError, DockerException, NotFound  # noqa: F401 pylint: disable=unused-import
     HAS_DOCKER = True
     DOCKER_IMPORT_ERROR = None
 except ImportError:

@@ -62,7 +62,9 @@ def test_volume_and_volume_info_on_a_second_engine(ansible, engine, uid, pcleanu
 
     # bad connections fail clearly, nothing changed
     missing_sock = 'unix://' + os.path.join(engine.base, 'nobody.sock')
-    res = ansible.run([_task('volume', 'out', **dict(vol_args, docker_host=missing_sock, state='absent'))])
+    bad_args = dict(vol_args, state='absent')
+    bad_args['docker_host'] = missing_sock
+    res = ansible.run([_task('volume', 'out', **bad_args)])
     res.assert_failed()
     assert 'Docker' in res.result('out')['msg'], res.result('out')['msg']
     res = ansible.run([_task('volume_info', 'info', root=pv.root, validate_certs=True,
