@@ -34,6 +34,7 @@ fi
 PACKAGES=(
     ca-certificates git tar
     python3 python3-venv
+    python3-docker          # the plugin daemon's Docker client (role venv sees system site-packages; bench daemon)
     e2fsprogs xfsprogs util-linux mount fdisk
     busybox-static
     cryptsetup-bin          # tests only: a real LUKS header for the never-format test

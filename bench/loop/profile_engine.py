@@ -8,7 +8,7 @@ world read, planning, execution (create/attach, mkfs, mount, fstab, Docker volum
 state record), with the subprocesses it started and their total wall time.
 Everything is cleaned up afterwards (same sweep as bench_loop.py). The Docker engine is
 chosen as in bench_loop.py (--dockerd auto|shared|private): a private dockerd is handed to the
-engine as its Docker client (DockerVolumes(base_url=...)).
+engine as its Docker client (DockerVolumes({"docker_host": ...})).
 
     .venv/bin/python bench/loop/profile_engine.py --n 20 [--workers 4] [--cprofile]
 """
@@ -141,7 +141,7 @@ def main():
                 profiler = cProfile.Profile()
                 profiler.enable()
             if dockerd is not None:
-                kwargs['docker'] = dv(base_url=dockerd.url)
+                kwargs["docker"] = dv({"docker_host": dockerd.url})
             eng = E(**kwargs)
             results, _diff = eng.apply(specs)
             eng.close()

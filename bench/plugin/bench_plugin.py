@@ -14,7 +14,14 @@ Measures, and prints with the targets of issue 5:
 * ``docker volume create -d <driver> --opt size=...`` latency (sparse image, loop
   attach, mkfs, mount, lost+found handling, unmount, detach) for ext4 and xfs, and the
   daemon's own time for Create/Mount/Unmount from its log lines;
-* the daemon's resident memory (VmRSS now and VmHWM peak; target <= 60 MB).
+* the daemon's resident memory (VmRSS now and VmHWM peak; target <= 60 MB);
+* (issue 9, when the OpenStack test cloud runs) a cinder plugin daemon with cinder-api
+  behind the fault proxy (tests/integration/cinder/faultproxy.py) holding one volume's
+  attach for 30 s: p50/p99 of List, Get, Path, Capabilities and another (mounted)
+  volume's Mount/Unmount while that Mount waits, side by side with the same calls idle
+  (target p99 <= 50 ms: nothing waits behind the slow attach). The test cloud's
+  hypervisor emulation (tests/integration/cinder/conftest.py ``Hypervisor``) plays the
+  guest's disks; ``--delayed-attach off`` skips it.
 
 The daemon runs from this checkout (``python -m ...plugin.daemon`` with a temporary
 ``ansible_collections`` tree on PYTHONPATH) with its own driver name, root and
@@ -25,6 +32,7 @@ Needs root and a running dockerd to copy the test image from (built by
 tests/harness/image.sh when missing).
 
     sudo .venv/bin/python bench/plugin/bench_plugin.py [--runs 15] [--creates 5] [--json out.json]
+        [--delayed-attach auto|on|off] [--rounds 100]
 """
 
 from __future__ import absolute_import, division, print_function
@@ -160,7 +168,8 @@ class Engine(object):
 
 
 class Daemon(object):
-    def __init__(self, python, base, driver, engine, grace):
+    def __init__(self, python, base, driver, engine, grace, config=None):
+        self.extra = dict(config or {})
         self.base = base
         self.driver = driver
         self.engine = engine
@@ -179,9 +188,9 @@ class Daemon(object):
         os.makedirs(ns)
         os.symlink(REPO, os.path.join(ns, 'docker'))
         with open(self.config, 'w') as handle:
-            json.dump({'driver': self.driver, 'backend': 'loop', 'root': self.root, 'socket': self.socket,
-                       'docker_host': self.engine.host, 'defaults': {'size': '256MiB'},
-                       'unmount_grace': self.grace}, handle)
+            json.dump(dict({'driver': self.driver, 'backend': 'loop', 'root': self.root, 'socket': self.socket,
+                            'docker_host': self.engine.host, 'defaults': {'size': '256MiB'},
+                            'unmount_grace': self.grace}, **self.extra), handle)
         os.chmod(self.config, 0o600)
         env = dict(os.environ, PYTHONPATH=self.tree, PYTHONDONTWRITEBYTECODE='1', PYTHONUNBUFFERED='1')
         with open(self.logfile, 'a') as log:
@@ -225,9 +234,205 @@ class Daemon(object):
             return [float(m.group(1)) for m in (pattern.search(l.rstrip()) for l in handle) if m]
 
 
+def plugin_call(sock_path, endpoint, body, timeout=300):
+    """One POST to the plugin socket (a new connection, as Docker makes); returns the JSON answer."""
+    import socket
+    data = json.dumps(body).encode()
+    req = ('POST /%s HTTP/1.1\r\nHost: plugin\r\nContent-Type: application/json\r\nContent-Length: %d\r\n'
+           'Connection: close\r\n\r\n' % (endpoint, len(data))).encode() + data
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    sock.connect(sock_path)
+    try:
+        sock.sendall(req)
+        chunks = []
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        sock.close()
+    answer = json.loads(b''.join(chunks).partition(b'\r\n\r\n')[2].decode())
+    if answer.get('Err'):
+        raise RuntimeError('%s %s: %s' % (endpoint, body, answer['Err']))
+    return answer
+
+
+def call_rounds(sock_path, calls, rounds):
+    """{label: [ms, ...]} for ``rounds`` interleaved rounds of ``calls`` ((label, endpoint, body or f(i)));
+    endpoint None: time ``body(i)`` here (a control)."""
+    out = dict((label, []) for label, _e, _b in calls)
+    for index in range(rounds):
+        for label, endpoint, body in calls:
+            t0 = time.perf_counter()
+            if endpoint is None:
+                body(index)
+            else:
+                plugin_call(sock_path, endpoint, body(index) if callable(body) else body)
+            out[label].append((time.perf_counter() - t0) * 1000.0)
+    return out
+
+
+def fsync_write(directory):
+    """Control: the disk cost of the daemon's record write (temp file, fsync, rename, fsync of the dir)."""
+    def write(_index):
+        path = os.path.join(directory, '.bench-control')
+        with open(path + '.tmp', 'w') as handle:
+            handle.write('x' * 512)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.rename(path + '.tmp', path)
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    return write
+
+
+def cloud_running():
+    clouds = os.path.join(REPO, '.state', 'openstack', 'clouds.yaml')
+    status = os.path.join(REPO, 'tests', 'harness', 'openstack', 'status.sh')
+    return os.path.exists(clouds) and sh(['bash', status], check=False).returncode == 0
+
+
+DELAY = 30
+
+
+def delayed_attach(engine, top, tag, rounds):
+    """p50/p99 of the read calls and another volume's Mount/Unmount, idle and while one volume's
+    Mount waits 30 s on its attach (cinder-api behind the fault proxy)."""
+    import importlib.util
+    import threading
+    import openstack
+    import yaml
+    cinder_dir = os.path.join(REPO, 'tests', 'integration', 'cinder')
+    if cinder_dir not in sys.path:
+        sys.path.insert(0, cinder_dir)
+    from faultproxy import FaultProxy  # pylint: disable=import-error
+    spec = importlib.util.spec_from_file_location('pv_bench_cinder_conftest', os.path.join(cinder_dir, 'conftest.py'))
+    fixtures = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fixtures)
+    clouds = os.path.join(REPO, '.state', 'openstack', 'clouds.yaml')
+    os.environ['OS_CLIENT_CONFIG_FILE'] = clouds
+    conn = openstack.connect(cloud='pvtest')
+    server = conn.compute.find_server('pv-docker-host', ignore_missing=False)
+    prefix = 'pvbench-%s-c' % tag
+    slow, fast = prefix + '-slow', prefix + '-fast'
+    hypervisor = fixtures.Hypervisor(conn, server.id, prefix).start()
+    base = os.path.join(engine.shared, 'cinder')
+    os.makedirs(base)
+    try:
+        with open(clouds) as handle:
+            cfg = yaml.safe_load(handle)
+        with FaultProxy(8776) as proxy:
+            cloud = dict(cfg['clouds']['pvtest'])
+            cloud['block_storage_endpoint_override'] = 'http://127.0.0.1:%d/v3/%s' % (
+                proxy.port, conn.current_project_id)
+            proxy_yaml = os.path.join(top, 'clouds-proxy.yaml')
+            with open(proxy_yaml, 'w') as handle:
+                yaml.safe_dump({'clouds': {'pvproxy': cloud}}, handle)
+            os.chmod(proxy_yaml, 0o600)
+            daemon = Daemon(sys.executable, base, 'pvbench-%s-cinder' % tag, engine, 3, config={
+                'backend': 'cinder', 'defaults': {'size': '1GiB'}, 'timeout': 120,
+                'backend_params': {'cloud': 'pvproxy', 'clouds_yaml': proxy_yaml, 'server': 'pv-docker-host',
+                                   'timeout': 120}})
+            daemon.start()
+            try:
+                for name in (slow, fast):
+                    plugin_call(daemon.socket, 'VolumeDriver.Create', {'Name': name, 'Opts': {'size': '1GiB'}})
+                plugin_call(daemon.socket, 'VolumeDriver.Mount', {'Name': fast, 'ID': 'held'})
+                calls = [
+                    ('List', 'VolumeDriver.List', {}),
+                    ('Get (the slow volume)', 'VolumeDriver.Get', {'Name': slow}),
+                    ('Path (the slow volume)', 'VolumeDriver.Path', {'Name': slow}),
+                    ('Capabilities', 'VolumeDriver.Capabilities', {}),
+                    ('Get (another volume)', 'VolumeDriver.Get', {'Name': fast}),
+                    ('Mount (another, mounted volume)', 'VolumeDriver.Mount', lambda i: {'Name': fast, 'ID': 'm%d' % i}),
+                    ('Unmount (another volume)', 'VolumeDriver.Unmount', lambda i: {'Name': fast, 'ID': 'm%d' % i}),
+                    ('control: fsync\'d 512 B write (no daemon)', None, fsync_write(daemon.root)),
+                ]
+                plugin_call(daemon.socket, 'VolumeDriver.List', {})     # the first List fetches the listing
+                idle = call_rounds(daemon.socket, calls, rounds)
+                vid = [v for v in conn.block_storage.volumes(details=True)
+                       if (v.metadata or {}).get('pv_name') == slow][0].id
+                proxy.add_rule('GET', r'/volumes/%s(\?|$)' % vid, 'delay', DELAY, count=1)
+                done = {}
+
+                def mount_slow():
+                    t0 = time.perf_counter()
+                    plugin_call(daemon.socket, 'VolumeDriver.Mount', {'Name': slow, 'ID': 'c1'})
+                    done['s'] = time.perf_counter() - t0
+                thread = threading.Thread(target=mount_slow, daemon=True)
+                thread.start()
+                deadline = time.monotonic() + 60
+                while not any(entry[3] == 'delay' for entry in proxy.log):
+                    if time.monotonic() > deadline:
+                        raise RuntimeError('the slow attach never reached the delayed request')
+                    time.sleep(0.05)
+                busy = call_rounds(daemon.socket, calls, rounds)
+                overlapped = thread.is_alive()
+                thread.join(DELAY + 180)
+                for name, caller in ((slow, 'c1'), (fast, 'held')):
+                    plugin_call(daemon.socket, 'VolumeDriver.Unmount', {'Name': name, 'ID': caller})
+                deadline = time.monotonic() + 120
+                while mounts_under(daemon.root) and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                for name in (slow, fast):
+                    plugin_call(daemon.socket, 'VolumeDriver.Remove', {'Name': name})
+            finally:
+                daemon.stop()
+    finally:
+        hypervisor.stop()
+        for vol in conn.block_storage.volumes(details=True):
+            if ((vol.metadata or {}).get('pv_name') or vol.name or '').startswith(prefix):
+                fixtures.destroy_volume(conn, vol)
+        conn.close()
+    return {'calls': [label for label, _e, _b in calls], 'idle': idle, 'busy': busy,
+            'slow_mount_s': done.get('s'), 'overlapped': overlapped}
+
+
 def row(label, values, unit='ms'):
     return '  %-56s p50 %7.1f %s  p90 %7.1f %s  min %7.1f  n=%d' % (
         label, pct(values, 0.5), unit, pct(values, 0.9), unit, min(values), len(values))
+
+
+def print_delayed(da, args):
+    if da is None:
+        print('delayed attach (cinder): skipped (the OpenStack test cloud is not running, or --delayed-attach off)')
+    else:
+        print('calls while one volume\'s Mount waits %d s on its Cinder attach (fault proxy) vs idle, %d each%s'
+              % (DELAY, args.rounds, '' if da['overlapped'] else ' (WARNING: the attach ended before the calls)'))
+        worst = 0.0
+        for label in da['calls']:
+            idle, busy = da['idle'][label], da['busy'][label]
+            if not label.startswith('control'):
+                worst = max(worst, pct(busy, 0.99))
+            print('  %-34s idle p50 %6.1f p99 %6.1f ms | during p50 %6.1f p99 %6.1f max %8.1f ms | p99 ratio %.2f'
+                  % (label, pct(idle, 0.5), pct(idle, 0.99), pct(busy, 0.5), pct(busy, 0.99), max(busy),
+                     pct(busy, 0.99) / max(pct(idle, 0.99), 0.001)))
+        print('  slow Mount took %.1f s; worst p99 during it %.1f ms (target <= 50 ms: %s); Mount/Unmount write the '
+              'reference record fsync\'d: compare with the control row' % (da['slow_mount_s'] or float('nan'), worst,
+                                                                           'OK' if worst <= 50 else 'MISSED'))
+
+
+def only_delayed_attach(args):
+    """``--only-delayed-attach``: the cinder section alone (its own private dockerd)."""
+    tag = secrets.token_hex(3)
+    top = tempfile.mkdtemp(prefix='pvb-%s-' % tag, dir='/tmp')
+    engine = Engine(top, 'pvb' + tag)
+    try:
+        engine.start(args.image)
+        da = delayed_attach(engine, top, tag, args.rounds)
+    finally:
+        engine.stop()
+        shutil.rmtree(top, ignore_errors=True)
+    print_delayed(da, args)
+    if args.json:
+        with open(args.json, 'w') as handle:
+            json.dump({'delayed_attach': da}, handle, indent=1)
+    return 0
 
 
 def main():
@@ -238,12 +443,18 @@ def main():
     parser.add_argument('--image', default='pv-test/busybox:latest')
     parser.add_argument('--python', default='/usr/bin/python3', help='interpreter that runs the daemon')
     parser.add_argument('--json', help='also write the numbers to this file')
+    parser.add_argument('--delayed-attach', choices=('auto', 'on', 'off'), default='auto',
+                        help='the cinder section (auto: when the OpenStack test cloud runs)')
+    parser.add_argument('--rounds', type=int, default=100, help='calls of each kind in the cinder section')
+    parser.add_argument('--only-delayed-attach', action='store_true', help='run the cinder section only')
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit('run as root (loop devices, mounts, /run/docker/plugins)')
     if sh(['docker', 'image', 'inspect', args.image], check=False).returncode != 0:
         sh(['bash', os.path.join(REPO, 'tests', 'harness', 'image.sh'), args.image])
 
+    if args.only_delayed_attach:
+        return only_delayed_attach(args)
     tag = secrets.token_hex(3)
     top = tempfile.mkdtemp(prefix='pvb-%s-' % tag, dir='/tmp')
     engine = Engine(top, 'pvb' + tag)
@@ -309,6 +520,8 @@ def main():
             'create': daemon.op_times('Create', 'created'),
             'remove': daemon.op_times('Remove', 'deleted'),
         }
+        if args.delayed_attach == 'on' or (args.delayed_attach == 'auto' and cloud_running()):
+            results['delayed_attach'] = delayed_attach(engine, top, tag, args.rounds)
     finally:
         if engine.pid is not None:
             for name in created:
@@ -352,6 +565,7 @@ def main():
     print('daemon memory: VmRSS idle %.1f MiB, after the runs %.1f MiB, peak (VmHWM) %.1f MiB '
           '(target <= 60 MB: %s)' % (rss['idle'], rss['after'], rss['peak'],
                                      'OK' if rss['peak'] * 1.048576 <= 60 else 'MISSED'))
+    print_delayed(results.get('delayed_attach'), args)
     if args.json:
         with open(args.json, 'w') as handle:
             json.dump(results, handle, indent=1)

@@ -261,6 +261,8 @@ notes:
   - The loop backend keeps sparse images in C(<root>/images) and writes fstab entries with the image path and the
     C(loop) option, so the volume comes back on boot; other backends mount by C(UUID=).
   - Which volumes are ours is recorded in C(<root>/state.json) (written atomically, under a lock) and in Docker labels.
+extends_documentation_fragment:
+  - persistent_volumes.docker.docker
 requirements:
   - docker (Docker SDK for Python)
   - e2fsprogs, xfsprogs, util-linux on the Docker host
@@ -358,7 +360,8 @@ volumes:
 
 from ..module_utils.ansible_base import PVModule
 from ..module_utils.common import MANAGED_ROOT
-from ..module_utils.docker.volumes import DOCKER_IMPORT_ERROR, HAS_DOCKER
+from ..module_utils.docker.client import docker_argument_spec
+from ..module_utils.docker.volumes import DOCKER_IMPORT_ERROR, HAS_DOCKER, DockerVolumes
 from ..module_utils.core.engine import Engine
 
 VOLUME_KEYS = ('state', 'backend', 'size', 'fstype', 'mount_path', 'owner', 'group', 'mode',
@@ -404,6 +407,7 @@ class VolumeModule(PVModule):
             vm_folder=dict(type='str'), use_instance_uuid=dict(type='bool'), datastore=dict(type='str'),
             volume_folder=dict(type='str'), provisioning=dict(type='str'), disk_mode=dict(type='str'),
             controller_type=dict(type='str'), enable_uuid=dict(type='bool'))),
+        **docker_argument_spec()
     )
     module_kwargs = dict(required_one_of=[('name', 'volumes')],
                          mutually_exclusive=[('name', 'volumes')])
@@ -426,8 +430,9 @@ class VolumeModule(PVModule):
         for backend in ('cinder', 'vsphere'):
             given = self.params[backend] or {}
             backend_params[backend] = dict((k, v) for k, v in given.items() if v is not None)
+        docker = DockerVolumes(dict((k, self.params[k]) for k in docker_argument_spec()))
         with self.session(Engine(root=self.params['root'], check_mode=self.check_mode,
-                                 backend_params=backend_params)) as engine:
+                                 backend_params=backend_params, docker=docker)) as engine:
             records, diff = engine.apply(self.specs())
         return self.records_result('volumes', records, any(r['changed'] for r in records), diff)
 

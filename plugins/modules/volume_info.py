@@ -43,6 +43,8 @@ options:
       - A JMESPath expression applied to a dict with the keys C(volumes) and C(orphans) (as returned);
         its result is returned in RV(query_result).
     type: str
+extends_documentation_fragment:
+  - persistent_volumes.docker.docker
 requirements:
   - docker (Docker SDK for Python), unless O(docker=false)
   - jmespath, with O(query)
@@ -135,6 +137,7 @@ import traceback
 
 from ..module_utils.ansible_base import PVModule
 from ..module_utils.common import MANAGED_ROOT, PVError
+from ..module_utils.docker.client import docker_argument_spec
 from ..module_utils.docker.volumes import DOCKER_IMPORT_ERROR, HAS_DOCKER, DockerVolumes
 from ..module_utils.core.inventory import collect
 
@@ -153,6 +156,7 @@ class VolumeInfoModule(PVModule):
         root=dict(type='path', default=MANAGED_ROOT),
         docker=dict(type='bool', default=True),
         query=dict(type='str'),
+        **docker_argument_spec()
     )
 
     def run(self):
@@ -161,7 +165,8 @@ class VolumeInfoModule(PVModule):
             raise PVError('the Docker SDK for Python ("docker" package) is required unless docker=false')
         if self.params['query'] and not HAS_JMESPATH:
             raise PVError('the "jmespath" Python package is required for query')
-        docker = DockerVolumes() if self.params['docker'] else None
+        connection = dict((k, self.params[k]) for k in docker_argument_spec())
+        docker = DockerVolumes(connection) if self.params['docker'] else None
         result = collect(self.params['root'], docker=docker, names=self.params['names'])
         if self.params['query']:
             try:

@@ -21,7 +21,9 @@ import threading
 import pytest
 
 from ansible_collections.persistent_volumes.docker.plugins.module_utils.host import chain as host
-from ansible_collections.persistent_volumes.docker.plugins.module_utils.plugin import daemon as pd
+from ansible_collections.persistent_volumes.docker.plugins.module_utils.plugin import driver as pdriver
+from ansible_collections.persistent_volumes.docker.plugins.module_utils.plugin import server as pserver
+from ansible_collections.persistent_volumes.docker.plugins.module_utils.plugin.protocol import RequestError
 from ansible_collections.persistent_volumes.docker.plugins.module_utils.backends.base import BackendVolume
 from ansible_collections.persistent_volumes.docker.plugins.module_utils.common import PVError, parse_size
 from ansible_collections.persistent_volumes.docker.plugins.module_utils.plugin.config import PluginConfig
@@ -111,8 +113,8 @@ def make_driver(tmp_path, world, **cfg):
     def mounts():
         return [host.Mount('0:1', p, 'ext4', '/dev/loop9', 'rw') for p in sorted(world.mounted)]
 
-    driver = pd.VolumeDriver(config, engine_factory=lambda: FakeEngine(world), probe=FakeProbe(world),
-                             mounts=mounts, logger=lines.append)
+    driver = pdriver.VolumeDriver(config, engine_factory=lambda: FakeEngine(world), probe=FakeProbe(world),
+                                  mounts=mounts, logger=lines.append)
     driver.lines = lines
     return driver
 
@@ -197,7 +199,7 @@ def test_config_load_errors(tmp_path):
     ('size=1G', 'must be an object'),
 ])
 def test_create_rejects_bad_options(driver, world, opts, message):
-    with pytest.raises(pd.RequestError, match=message):
+    with pytest.raises(RequestError, match=message):
         driver.create({'Name': 'v1', 'Opts': opts})
     assert world.calls == []
 
@@ -205,9 +207,9 @@ def test_create_rejects_bad_options(driver, world, opts, message):
 @pytest.mark.parametrize('name', ['../etc', 'a/b', '', '.hidden', 'x' * 65, 'sp ace', 'nul\x00'])
 def test_bad_names(driver, world, name):
     for op in (driver.create, driver.remove, driver.path, driver.get):
-        with pytest.raises(pd.RequestError):
+        with pytest.raises(RequestError):
             op({'Name': name})
-    with pytest.raises(pd.RequestError):
+    with pytest.raises(RequestError):
         driver.mount({'Name': name, 'ID': 'abc'})
     assert world.calls == []
 
@@ -223,7 +225,7 @@ def test_create_makes_storage_then_detaches(driver, world):
     world.calls[:] = []
     assert driver.create({'Name': 'v1', 'Opts': {'size': '100MiB'}})[0] == {'Err': ''}
     assert driver.create({'Name': 'v1'})[0] == {'Err': ''}
-    with pytest.raises(pd.RequestError, match='different size'):
+    with pytest.raises(RequestError, match='different size'):
         driver.create({'Name': 'v1', 'Opts': {'size': '200MiB'}})
     assert world.calls == []
 
@@ -256,7 +258,7 @@ def test_refcount(driver, world):
     assert saved(driver)['refs'] == {'v1': ['a', 'b']}
     assert driver.get({'Name': 'v1'})[0]['Volume']['Mountpoint'] == mp
     assert driver.path({'Name': 'v1'})[0]['Mountpoint'] == mp
-    with pytest.raises(pd.RequestError, match='mounted for 2'):
+    with pytest.raises(RequestError, match='mounted for 2'):
         driver.remove({'Name': 'v1'})
     driver.unmount({'Name': 'v1', 'ID': 'a'})
     driver.unmount({'Name': 'v1', 'ID': 'a'})                                 # idempotent
@@ -281,11 +283,11 @@ def test_mount_remounts_when_not_mounted(driver, world):
 
 def test_unknown_volume(driver):
     for op in (driver.path, driver.get):
-        with pytest.raises(pd.RequestError, match='no such volume'):
+        with pytest.raises(RequestError, match='no such volume'):
             op({'Name': 'ghost'})
-    with pytest.raises(pd.RequestError, match='no such volume'):
+    with pytest.raises(RequestError, match='no such volume'):
         driver.mount({'Name': 'ghost', 'ID': 'a'})
-    with pytest.raises(pd.RequestError, match='no such volume'):
+    with pytest.raises(RequestError, match='no such volume'):
         driver.unmount({'Name': 'ghost', 'ID': 'a'})
 
 
@@ -295,7 +297,7 @@ def test_bad_ids(driver, caller):
     body = {'Name': 'v1'}
     if caller is not None:
         body['ID'] = caller
-    with pytest.raises(pd.RequestError, match='ID'):
+    with pytest.raises(RequestError, match='ID'):
         driver.mount(body)
 
 
@@ -383,7 +385,7 @@ def server(tmp_path, world):
     d = make_driver(tmp_path, world)
     d.start()
     lines = []
-    srv = pd.bind(d.cfg.socket, d, lines.append)
+    srv = pserver.bind(d.cfg.socket, d, lines.append)
     thread = threading.Thread(target=srv.serve_forever, kwargs={'poll_interval': 0.05}, daemon=True)
     thread.start()
     srv.lines = lines
@@ -467,7 +469,7 @@ def test_http_hostile_requests_get_err(server, data):
 
 def test_bind_refuses_live_socket(server, tmp_path, world):
     with pytest.raises(PVError, match='already serves'):
-        pd.bind(server.server_address, server.driver, lambda line: None)
+        pserver.bind(server.server_address, server.driver, lambda line: None)
 
 
 def test_bind_replaces_stale_socket(tmp_path, world):
@@ -476,7 +478,7 @@ def test_bind_replaces_stale_socket(tmp_path, world):
     s.bind(path)
     s.close()                                     # a socket file nobody listens on
     d = make_driver(tmp_path, world)
-    srv = pd.bind(path, d, lambda line: None)
+    srv = pserver.bind(path, d, lambda line: None)
     srv.server_close()
 
 
@@ -517,12 +519,12 @@ def test_unmount_grace(tmp_path, world):
     d.mount({'Name': 'g1', 'ID': 'x'})
     d.unmount({'Name': 'g1', 'ID': 'x'})
     d.remove({'Name': 'g1'})
-    assert world.mounted == set() and 'g1' not in world.sizes and d.pending == {}
+    assert world.mounted == set() and 'g1' not in world.sizes and d.timers.pending() == []
     d.create({'Name': 'g2'})
     d.mount({'Name': 'g2', 'ID': 'y'})
     d.unmount({'Name': 'g2', 'ID': 'y'})
     d.flush()
-    assert world.mounted == set() and d.pending == {}
+    assert world.mounted == set() and d.timers.pending() == []
 
 
 def test_config_unmount_grace():

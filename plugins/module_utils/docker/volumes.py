@@ -3,28 +3,18 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Docker side of the chain: a ``local`` volume bound to our mountpoint.
 
-Uses the Docker SDK for Python's low-level client; two API calls read the
-whole picture (volumes, and containers with their mounts) for a run.
+Uses the collection's one Docker client (:mod:`.client`, the Docker SDK's
+low-level ``APIClient``); two API calls read the whole picture (volumes, and
+containers with their mounts) for a run.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import os
-import traceback
-
 from ..common import BACKEND_LABEL, MANAGED_LABEL, PVError
-
-try:
-    import docker
-    from docker.errors import APIError, DockerException, NotFound
-    HAS_DOCKER = True
-    DOCKER_IMPORT_ERROR = None
-except ImportError:
-    HAS_DOCKER = False
-    DOCKER_IMPORT_ERROR = traceback.format_exc()
-    APIError = DockerException = NotFound = Exception
+from .client import (  # noqa: F401 pylint: disable=unused-import
+    DOCKER_IMPORT_ERROR, HAS_DOCKER, APIError, DockerException, NotFound, connect)
 
 
 def bind_options(path):
@@ -32,16 +22,20 @@ def bind_options(path):
 
 
 class DockerVolumes(object):
-    def __init__(self, base_url=None, timeout=60):
-        if not HAS_DOCKER:
-            raise PVError('the Docker SDK for Python ("docker" package) is required on the Docker host')
-        try:
-            self.api = docker.APIClient(base_url=base_url or os.environ.get('DOCKER_HOST') or 'unix:///var/run/docker.sock',
-                                        version='auto', timeout=timeout)
-        except DockerException as exc:
-            raise PVError('cannot reach the Docker engine: %s' % exc)
+    def __init__(self, connection=None, api=None):
+        """``connection``: the modules' Docker options (:data:`.client.CONNECTION_SPEC`; environment
+        fallbacks apply to what is not given); ``api``: an existing client instead."""
+        self.connection = dict(connection or {})
+        self._api = api
         self._volumes = None
         self._users = None
+
+    @property
+    def api(self):
+        """Connected on first use: a run that needs no Docker call never needs the engine."""
+        if self._api is None:
+            self._api = connect(self.connection)
+        return self._api
 
     # -- one read per run ----------------------------------------------
     def volumes(self):

@@ -437,3 +437,50 @@ class PrivateDockerd(object):
         if os.path.exists('/sys/class/net/%s' % self.bridge):
             helpers.sh(['ip', 'link', 'delete', self.bridge], check=False)
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+def percentile(values, q):
+    """The ``q`` quantile (0..1) of ``values``, nearest rank (p99 of 100 samples = the 99th smallest)."""
+    ordered = sorted(values)
+    if not ordered:
+        return float('nan')
+    rank = max(1, int(-(-q * len(ordered) // 1)))       # ceil(q * n)
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def fsync_write(directory, size=512):
+    """A control sample for :func:`latency_round`: what the daemon's record write costs on this
+    disk right now (temp file, write, fsync, rename, fsync of the directory)."""
+    def write(_index):
+        path = os.path.join(directory, '.latency-control')
+        with open(path + '.tmp', 'w') as handle:
+            handle.write('x' * size)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.rename(path + '.tmp', path)
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    return write
+
+
+def latency_round(sock_path, calls, rounds):
+    """Time ``rounds`` rounds of ``calls`` (a list of (label, endpoint, body)) against the plugin
+    socket, interleaved; returns {label: [milliseconds, ...]} and fails on any Err answer. An
+    entry with endpoint None times ``body(index)`` run here (a control measurement)."""
+    samples = dict((label, []) for label, _endpoint, _body in calls)
+    for index in range(rounds):
+        for label, endpoint, body in calls:
+            if endpoint is None:
+                started = time.monotonic()
+                body(index)
+                samples[label].append((time.monotonic() - started) * 1000.0)
+                continue
+            body = body(index) if callable(body) else body
+            started = time.monotonic()
+            status, answer = http(sock_path, endpoint, body)
+            samples[label].append((time.monotonic() - started) * 1000.0)
+            assert status == 200 and isinstance(answer, dict) and not answer.get('Err'), (label, status, answer)
+    return samples
