@@ -10,13 +10,14 @@
 #   newest  the newest ansible-core release pip finds for this Python (no upper bound is claimed);
 #           skipped when it is the minor version of <repo>/.venv, which the main phases already test
 #           (PV_MATRIX_FORCE=1 runs it anyway)
-# Each version gets its own venv, .state/venv-core-<minor> (ansible-core ==<minor>.*, pytest, the
+# Each version gets its own venv, .state/venv-core-<minor>-py<python> (ansible-core ==<minor>.*, pytest, the
 # collection's Python requirements; rebuilt when that spec changes), and runs:
 #   units    pytest tests/unit (fails when a test is skipped)
 #   loop     pytest tests/integration/test_volume_loop.py (real loop devices, mounts, dockerd)
 #   targets  scripts/ansible_test.sh integration (the ansible-test targets, with that ansible-test)
 # Needs root, scripts/bootstrap.sh done (.venv, dockerd, test image).
-# Environment: PV_MATRIX_PARTS (default "units loop targets"), PV_MATRIX_FORCE=1.
+# Environment: PV_MATRIX_PARTS (default "units loop targets"), PV_MATRIX_FORCE=1, PV_PYTHON (controller
+# Python, default the one of .venv; e.g. a python3.13 to check the Debian 13 column from Debian 12).
 set -uo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -33,9 +34,11 @@ if [[ ! -x $MAIN_PY ]]; then
     log "no .venv: run scripts/bootstrap.sh first"
     exit 1
 fi
-# the controller Python is the one .venv was made with (scripts/bootstrap.sh: PV_PYTHON or the system python3)
-BASE_PY=$("$MAIN_PY" -c 'import sys; print(getattr(sys, "_base_executable", "") or sys.executable)')
-PYV=$("$MAIN_PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+# the controller Python: PV_PYTHON, else the one .venv was made with (scripts/bootstrap.sh: PV_PYTHON or
+# the system python3)
+BASE_PY=${PV_PYTHON:-$("$MAIN_PY" -c 'import sys; print(getattr(sys, "_base_executable", "") or sys.executable)')}
+PYV=$("$BASE_PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])') || exit 1
+MAIN_PYV=$("$MAIN_PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 
 # first ansible-core release that supports each Python as controller (ansible-core's support matrix)
 declare -A CONTROLLER_FIRST=([3.9]=2.11 [3.10]=2.12 [3.11]=2.14 [3.12]=2.16 [3.13]=2.18 [3.14]=2.20)
@@ -54,13 +57,17 @@ if [[ -z $first ]]; then
     exit 1
 fi
 oldest=$(version_max "$claimed" "$first")
-newest_full=$("$MAIN_PY" -m pip index versions ansible-core 2>/dev/null | sed -n 's/^ansible-core (\(.*\))$/\1/p')
+newest_full=$("$MAIN_PY" -m pip index versions ansible-core --python-version "$PYV" 2>/dev/null |
+    sed -n 's/^ansible-core (\(.*\))$/\1/p')
 if [[ -z $newest_full ]]; then
     log "pip index versions ansible-core gave no answer (no PyPI?)"
     exit 1
 fi
 newest=$(minor "$newest_full")
-main_core=$(minor "$("$MAIN_PY" -c 'from ansible.release import __version__; print(__version__)')")
+main_core=none   # .venv tests its ansible-core only when it runs on the same Python
+if [[ $MAIN_PYV == "$PYV" ]]; then
+    main_core=$(minor "$("$MAIN_PY" -c 'from ansible.release import __version__; print(__version__)')")
+fi
 log "Python $PYV; requires_ansible >=$claimed; oldest for this Python: $oldest; newest: $newest ($newest_full);" \
     ".venv has $main_core"
 
@@ -75,7 +82,7 @@ case ${1:-all} in
 esac
 
 make_venv() { # make_venv MINOR -> path on stdout
-    local ver=$1 venv=$STATE/venv-core-$1 spec stamp
+    local ver=$1 venv=$STATE/venv-core-$1-py$PYV spec stamp
     spec="ansible-core==$ver.* pytest>=7 pytest-timeout>=2.3 $(sha256sum requirements.txt | cut -c1-16)"
     stamp=$venv/.pv-spec
     if [[ -x $venv/bin/python && -f $stamp && $(cat "$stamp") == "$spec" ]]; then
