@@ -16,6 +16,9 @@
 #   loop     pytest tests/integration/test_volume_loop.py (real loop devices, mounts, dockerd)
 #   targets  scripts/ansible_test.sh integration (the ansible-test targets, with that ansible-test)
 # Needs root, scripts/bootstrap.sh done (.venv, dockerd, test image).
+# Cost (measured 2026-12-02 on the 2-core machine, shared, load 3-11): Debian 12 / Python 3.11 runs one
+# extra version (2.16): venv 46 s (cold), units 14 s, loop 253 s, targets 94 s = 410 s; a Python 3.13
+# controller runs two (2.18 and the newest, 2.21 then): 440 s + 710 s under load 11.
 # Environment: PV_MATRIX_PARTS (default "units loop targets"), PV_MATRIX_FORCE=1, PV_PYTHON (controller
 # Python, default the one of .venv; e.g. a python3.13 to check the Debian 13 column from Debian 12).
 set -uo pipefail
