@@ -7,10 +7,8 @@
 #      temporary copy of the collection at <tmp>/ansible_collections/persistent_volumes/docker
 #      (tracked + untracked non-ignored files, in its own throw-away git repository)
 #   2. ansible-lint --offline (configuration: .ansible-lint)
-# Needs .venv (scripts/bootstrap.sh). ansible-test bootstraps pip in its sanity venvs with a
-# script it downloads from a host that is not reachable here; it uses a cached copy first,
-# so this script writes a stand-in (~/.ansible/test/cache/get_pip_<ver>.py) that installs
-# pip from a wheel fetched from PyPI with the venv's pip.
+# Needs .venv (scripts/bootstrap.sh). The tree and the stand-in for ansible-test's pip bootstrap
+# (its download host is not reachable here) come from scripts/lib/ansible_test.sh.
 # Environment: PV_SANITY_KEEP=1 keeps the temp tree; PV_SKIP_LINT=1, PV_SKIP_ANSIBLE_TEST=1.
 set -uo pipefail
 
@@ -30,79 +28,16 @@ if [[ ! -x $PY ]]; then
 fi
 PYV=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 
-# ------------------------------------------------------------ get-pip stand-in
-write_get_pip() {
-    local pipver cache wheel_dir wheel
-    pipver=$("$PY" - <<'PYEOF'
-import types
-try:
-    from ansible_test._internal.python_requirements import get_venv_packages
-    print(get_venv_packages(types.SimpleNamespace(version='3'))['pip'])
-except Exception:
-    print('24.2')
-PYEOF
-)
-    cache=$HOME/.ansible/test/cache
-    wheel_dir=$cache/pip-wheels
-    mkdir -p "$wheel_dir"
-    wheel=$(find "$wheel_dir" -maxdepth 1 -name "pip-$pipver-*.whl" | head -n1)
-    if [[ -z $wheel ]]; then
-        "$PY" -m pip download -q --no-deps --only-binary=:all: -d "$wheel_dir" "pip==$pipver" 2>&1 |
-            grep -v '^WARNING: Location' >&2
-        wheel=$(find "$wheel_dir" -maxdepth 1 -name "pip-$pipver-*.whl" | head -n1)
-    fi
-    if [[ -z $wheel ]]; then
-        log "could not fetch the pip $pipver wheel"
-        return 1
-    fi
-    local target=$cache/get_pip_${pipver//./_}.py
-    cat >"$target.tmp" <<PYEOF
-# Stand-in for https://ci-files.testing.ansible.com/ansible-test/get-pip-$pipver.py, written by
-# scripts/sanity.sh of persistent_volumes.docker (that host is unreachable here).
-# ansible-test runs it as pip's entry point with pip-install arguments: install pip from
-# the local wheel (run straight from the wheel, as get-pip does), dropping get-pip-only flags.
-import sys
-
-WHEEL = '$wheel'
-
-
-def main():
-    sys.path.insert(0, WHEEL)
-    from pip._internal.cli.main import main as pip_main
-    args = []
-    for arg in sys.argv[1:]:
-        if arg in ('--no-setuptools', '--no-wheel'):
-            continue
-        if arg.startswith('pip=='):
-            arg = WHEEL
-        args.append(arg)
-    return pip_main(['install', '--upgrade', '--force-reinstall', '--no-index'] + args)
-
-
-if __name__ == '__main__':
-    sys.exit(main())
-PYEOF
-    mv "$target.tmp" "$target"
-}
-
-# ------------------------------------------------------------ collection tree
-make_tree() {
-    TMP=$(mktemp -d /tmp/pv-sanity.XXXXXX)
-    COLL=$TMP/ansible_collections/$NS/$NAME
-    mkdir -p "$COLL"
-    (cd "$REPO" && git ls-files -z --cached --others --exclude-standard) |
-        (cd "$REPO" && while IFS= read -r -d '' f; do [[ -e $f || -L $f ]] && printf '%s\0' "$f"; done) |
-        (cd "$REPO" && tar --null -T - -cf -) | tar -C "$COLL" -xf -
-    (cd "$COLL" && git init -q && git add -A . && git -c user.name=sanity -c user.email=sanity@localhost \
-        commit -q -m sanity --no-verify) || return 1
-}
+# shellcheck source=scripts/lib/ansible_test.sh
+. "$REPO/scripts/lib/ansible_test.sh"   # pv_write_get_pip, pv_make_tree
 
 rc=0
 T0=$SECONDS
 if [[ -z ${PV_SKIP_ANSIBLE_TEST:-} ]]; then
-    write_get_pip || exit 1
-    make_tree || exit 1
-    [[ -n ${PV_SANITY_KEEP:-} ]] || trap 'rm -rf "$TMP"' EXIT
+    pv_write_get_pip "$PY" || exit 1
+    pv_make_tree "$REPO" || exit 1
+    COLL=$PV_COLL
+    [[ -n ${PV_SANITY_KEEP:-} ]] || trap 'rm -rf "$PV_TREE"' EXIT
     log "ansible-test sanity --python $PYV in $COLL"
     t=$SECONDS
     (cd "$COLL" && ansible-test sanity --python "$PYV" --requirements --color no "$@") || rc=1

@@ -8,8 +8,13 @@
 #   2. pytest over tests/unit and tests/integration (real ansible-playbook runs as root,
 #      real dockerd, loop devices, mounts). The OpenStack test cloud and the vSphere
 #      simulator are started by the session fixtures of their own tests.
-#   3. scripts/sanity.sh (ansible-test sanity + ansible-lint)
-#   4. scripts/release-checks.sh (galaxy-importer on the built tarball, antsibull-changelog lint,
+#   3. scripts/ansible_test.sh units, then integration: the standard ansible-test entry points
+#      (units with tests/unit/requirements.txt and no skipped test; the loop-backend targets
+#      under tests/integration/targets, as root on this host)
+#   4. scripts/matrix.sh: unit tests and the ansible-test targets (loop backend) under the oldest
+#      claimed ansible-core for this Python (and the newest when .venv does not have it)
+#   5. scripts/sanity.sh (ansible-test sanity + ansible-lint)
+#   6. scripts/release-checks.sh (galaxy-importer on the built tarball, antsibull-changelog lint,
 #      ansible-builder introspect/create, antsibull-docs lint, the docs site, its screenshot test;
 #      own venv .state/release-venv; apt-installs chromium when missing)
 # All phases run; the exit code is non-zero when any of them failed.
@@ -19,7 +24,8 @@
 #   PV_TEST_SERVICES  services to start BEFORE pytest and stop after it, space/comma
 #                     separated names of tests/harness/<name>/ with start.sh/stop.sh
 #                     (e.g. "openstack vcsim"); normally unneeded: fixtures start them.
-#   PV_SKIP_SANITY=1  skip phase 3;  PV_SKIP_PYTEST=1  skip phase 2;  PV_SKIP_RELEASE=1  skip phase 4
+#   PV_SKIP_SANITY=1  skip phase 5;  PV_SKIP_PYTEST=1  skip phase 2;  PV_SKIP_RELEASE=1  skip phase 6
+#   PV_SKIP_ANSIBLE_TEST_PHASES=1  skip phase 3;  PV_SKIP_MATRIX=1  skip phase 4
 # Results: .state/test-results/junit.xml
 set -uo pipefail
 
@@ -108,6 +114,13 @@ if [[ -z ${PV_SKIP_PYTEST:-} ]]; then
     phase pytest run_pytest
 fi
 stop_services
+if [[ -z ${PV_SKIP_ANSIBLE_TEST_PHASES:-} ]]; then
+    phase ansible-test-units bash scripts/ansible_test.sh units
+    phase ansible-test-integration bash scripts/ansible_test.sh integration
+fi
+if [[ -z ${PV_SKIP_MATRIX:-} ]]; then
+    phase matrix bash scripts/matrix.sh
+fi
 if [[ -z ${PV_SKIP_SANITY:-} ]]; then
     phase sanity bash scripts/sanity.sh
 fi
@@ -119,7 +132,7 @@ echo
 echo "==================== summary ===================="
 rc=0
 for name in "${PHASES[@]}"; do
-    printf '%-10s rc=%-3s %5s s\n' "$name" "${PHASE_RC[$name]}" "${PHASE_TIME[$name]}"
+    printf '%-24s rc=%-3s %5s s\n' "$name" "${PHASE_RC[$name]}" "${PHASE_TIME[$name]}"
     ((PHASE_RC[$name] == 0)) || rc=1
 done
 [[ -z $INTERRUPTED ]] || { echo "interrupted"; rc=1; }

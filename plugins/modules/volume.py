@@ -302,6 +302,23 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+volume:
+  description:
+    - The volume's record when the module was called with O(name) (the same dict as the only element of RV(volumes)),
+      so a single-volume task can use C(result.volume.mountpoint).
+  returned: success, with O(name)
+  type: dict
+  sample:
+    name: pgdata
+    backend: loop
+    device: /dev/loop3
+    fstype: ext4
+    size: 2147483648
+    size_human: 2GiB
+    mountpoint: /var/lib/persistent-volumes/mounts/pgdata
+    docker_volume: pgdata
+    actions: [create, attach, mkfs, mount, fstab, docker_volume]
+    changed: true
 volumes:
   description: One record per requested volume.
   returned: always
@@ -434,7 +451,8 @@ class VolumeModule(PVModule):
         with self.session(Engine(root=self.params['root'], check_mode=self.check_mode,
                                  backend_params=backend_params, docker=docker)) as engine:
             records, diff = engine.apply(self.specs())
-        return self.records_result('volumes', records, any(r['changed'] for r in records), diff)
+        return self.records_result('volumes', records, any(r['changed'] for r in records), diff,
+                                   one='volume' if self.params['name'] is not None else None)
 
 
 def main():

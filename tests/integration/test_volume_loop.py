@@ -70,6 +70,7 @@ def test_lifecycle_check_create_rerun_data_grow_absent(ansible, pv, cleanup, doc
     # check mode predicts everything and touches nothing
     res = ansible.run([pv.task(check_mode=True, **want)], diff=True).assert_changed()
     predicted = res.result('pv')['volumes'][0]['actions']
+    assert res.result('pv')['volume']['actions'] == predicted
     assert predicted == ['create', 'attach', 'mkfs', 'mount', 'ownership', 'fstab', 'docker_volume']
     assert not os.path.exists(pv.image(name)) and not fstab_lines(name) and not is_mountpoint(mp)
     assert name not in [v.name for v in docker_client.volumes.list()]
@@ -78,6 +79,8 @@ def test_lifecycle_check_create_rerun_data_grow_absent(ansible, pv, cleanup, doc
     res = ansible.run([pv.task(**want)], diff=True).assert_changed()
     rec = res.result('pv')['volumes'][0]
     assert rec['actions'] == predicted
+    # called with name: the single record too (as cinder_volume does), the same dict as volumes[0]
+    assert res.result('pv')['volume'] == rec and rec['name'] == name
     assert res.result('pv')['diff']['after'][name]['docker_volume'] is True
     assert rec['device'].startswith('/dev/loop') and rec['size'] == 64 * MiB
     assert is_mountpoint(mp)
@@ -151,6 +154,7 @@ def test_xfs_list_in_one_call_and_online_grow(ansible, pv, cleanup, docker_clien
     vols = [{'name': n} for n in names]
     res = ansible.run([pv.task(fstype='xfs', size='320MiB', volumes=vols)]).assert_changed()
     assert [v['fstype'] for v in res.result('pv')['volumes']] == ['xfs'] * 3
+    assert 'volume' not in res.result('pv')   # a list call has no single record
     ansible.run([pv.task(fstype='xfs', size='320MiB', volumes=vols)]).assert_unchanged()
     mp = pv.mountpoint(names[0])
     with open(os.path.join(mp, 'keep'), 'w') as f:
