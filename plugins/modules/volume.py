@@ -357,6 +357,7 @@ volumes:
 '''
 
 from ..module_utils.ansible_base import PVModule
+from ..module_utils.backends import registry
 from ..module_utils.common import MANAGED_ROOT
 from ..module_utils.docker.volumes import DOCKER_IMPORT_ERROR, HAS_DOCKER
 from ..module_utils.core.engine import Engine
@@ -371,7 +372,7 @@ class VolumeModule(PVModule):
         name=dict(type='str'),
         volumes=dict(type='list', elements='dict'),
         state=dict(type='str', default='present', choices=['present', 'detached', 'absent']),
-        backend=dict(type='str', default='loop', choices=['loop', 'cinder', 'vsphere', 'device']),
+        backend=dict(type='str', default='loop', choices=registry.names()),
         size=dict(type='str'),
         fstype=dict(type='str', default='ext4', choices=['ext4', 'xfs']),
         mount_path=dict(type='path'),

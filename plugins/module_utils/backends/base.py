@@ -28,7 +28,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ..common import PVError
 
 
 class BackendVolume(object):
@@ -83,7 +82,7 @@ class Backend(object):
     """
 
     name = None
-    scope = 'local'          # 'global' for cloud backends: a volume can move between hosts
+    scope = 'local'          # 'global' for cloud backends: a volume can move between hosts (see registry)
     #: backend options a user may pass per volume (validated by the backend)
     volume_options = ()
 
@@ -155,26 +154,14 @@ class Backend(object):
     def close(self):
         return None
 
-
-_REGISTRY = {}
-
-
-def register(cls):
-    _REGISTRY[cls.name] = cls
-    return cls
+    @classmethod
+    def host_devices(cls):
+        """``{backend id: [block devices]}`` this host shows for the backend's volumes without
+        asking the backend (volume_info's cross-check). Default: nothing known."""
+        return {}
 
 
 def get_backend(name, params=None):
-    """Instantiate a backend by name; imports it lazily (cloud SDKs are optional)."""
-    if name not in _REGISTRY:
-        if name == 'loop':
-            from . import loop  # noqa: F401 pylint: disable=unused-import
-        elif name == 'cinder':
-            from . import cinder  # noqa: F401 pylint: disable=unused-import
-        elif name == 'vsphere':
-            from . import vsphere  # noqa: F401 pylint: disable=unused-import
-        elif name == 'device':
-            from . import device  # noqa: F401 pylint: disable=unused-import
-    if name not in _REGISTRY:
-        raise PVError('unknown backend %r (known: loop, cinder, vsphere, device)' % (name,))
-    return _REGISTRY[name](params)
+    """Instantiate a backend by name (see :mod:`.registry`, the single list of backends)."""
+    from .registry import get_backend as _get
+    return _get(name, params)

@@ -21,11 +21,10 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ..host import devices
-from .base import Backend, BackendVolume, register
+from .base import Backend, BackendVolume
 from ..common import PVError, parse_size
 
 
-@register
 class DeviceBackend(Backend):
     name = 'device'
     scope = 'local'

@@ -15,7 +15,7 @@ __metaclass__ = type
 import glob
 import os
 
-from .base import Backend, BackendVolume, register
+from .base import Backend, BackendVolume
 from ..common import MANAGED_ROOT, PVError, human_size, run
 from ..host.devices import block_size
 
@@ -36,11 +36,15 @@ def loop_devices():
     return found
 
 
-@register
 class LoopBackend(Backend):
     name = 'loop'
     scope = 'local'
     volume_options = ()
+
+    @classmethod
+    def host_devices(cls):
+        """Image path -> the loop devices it is attached to (from sysfs)."""
+        return loop_devices()
 
     def __init__(self, params=None):
         super(LoopBackend, self).__init__(params)

@@ -39,7 +39,7 @@ import os
 import threading
 import time
 
-from .base import Backend, BackendVolume, register
+from .base import Backend, BackendVolume
 from ..common import PVError, human_size, validate_name
 from ..host import devices
 from ..vmware import client as vc
@@ -52,7 +52,6 @@ OPTION_CHOICES = {
 }
 
 
-@register
 class VSphereBackend(Backend):
     name = 'vsphere'
     scope = 'global'

@@ -26,7 +26,8 @@ import uuid as uuidlib
 from concurrent.futures import ThreadPoolExecutor
 
 from ..host import chain as host
-from ..backends.base import VolumeRequest, get_backend
+from ..backends.base import VolumeRequest
+from ..backends.registry import get_backend
 from ..common import MANAGED_LABEL, MANAGED_ROOT, PVError, human_size, parse_size, validate_mount_path, validate_name
 from .state import StateStore
 
