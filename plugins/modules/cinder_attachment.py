@@ -176,25 +176,20 @@ attachments:
 
 from ..module_utils.ansible_base import PVModule
 from ..module_utils.openstack import client as osc
-from ..module_utils.openstack import discovery
 from ..module_utils.openstack import service
 from ..module_utils.openstack import spec as osspec
 
 
 class CinderAttachmentModule(PVModule):
     argument_spec = dict(
-        osspec.argument_spec(),
+        osspec.connection_spec(),
         volume=dict(type='str'),
         volumes=dict(type='list', elements='str'),
-        server=dict(type='str'),
-        config_drive=dict(type='path', default=discovery.CONFIG_DRIVE_LABEL),
-        metadata_url=dict(type='str', default=discovery.METADATA_URL),
         state=dict(type='str', default='present', choices=['present', 'absent']),
-        force_detach=dict(type='bool', default=False),
-        fencing=dict(type='bool', default=True),
         wait=dict(type='bool', default=True),
-        timeout=dict(type='int', default=300),
     )
+    argument_spec.update(osspec.server_spec())
+    argument_spec.update(osspec.wait_spec())
     module_kwargs = dict(
         required_one_of=[('volume', 'volumes')],
         mutually_exclusive=[('volume', 'volumes')],

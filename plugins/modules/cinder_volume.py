@@ -218,20 +218,17 @@ VOLUME_KEYS = ('name', 'id', 'state', 'size', 'volume_type', 'availability_zone'
 
 class CinderVolumeModule(PVModule):
     argument_spec = dict(
-        osspec.argument_spec(),
+        osspec.connection_spec(),
         name=dict(type='str'),
         id=dict(type='str', aliases=['adopt_id']),
         volumes=dict(type='list', elements='dict'),
         state=dict(type='str', default='present', choices=['present', 'absent']),
         size=dict(type='str'),
-        volume_type=dict(type='str'),
-        availability_zone=dict(type='str'),
-        description=dict(type='str'),
-        metadata=dict(type='dict'),
         detach=dict(type='bool', default=False),
         wait=dict(type='bool', default=True),
-        timeout=dict(type='int', default=300),
     )
+    argument_spec.update(osspec.placement_spec())
+    argument_spec.update(osspec.wait_spec())
     module_kwargs = dict(
         required_one_of=[('name', 'volumes')],
         mutually_exclusive=[('name', 'volumes')],

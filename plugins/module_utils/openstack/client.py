@@ -94,11 +94,13 @@ def translate(exc, what):
 
 
 def enable_sdk_logging(path=None, level=None):
-    """openstack.cloud's ``sdk_log_path``/``sdk_log_level``: openstacksdk's own log
-    (HTTP requests; ``debug`` adds bodies) to a file, or nothing when neither is set."""
-    if openstack is None or (not path and not level):
+    """openstack.cloud's ``sdk_log_path``/``sdk_log_level``: openstacksdk's own log to the file
+    ``path`` (``DEBUG`` adds the HTTP requests and answers); nothing when ``path`` is not set
+    (never to stdout: a module's output is its JSON)."""
+    if openstack is None or not path:
         return
-    openstack.enable_logging(debug=(level == 'DEBUG'), path=path or None)
+    debug = (level or 'INFO').upper() == 'DEBUG'
+    openstack.enable_logging(debug=debug, http_debug=debug, path=path)
 
 
 class Client(object):

@@ -5,7 +5,8 @@
 
 No Ansible imports (the volume-plugin daemon runs this too). Auth parameters
 are those of community.vmware (``hostname``, ``username``, ``password``,
-``port``, ``validate_certs``) with the same ``VMWARE_*`` environment fallbacks.
+``port``, ``validate_certs``) with the same ``VMWARE_*`` environment fallbacks
+(the option spec is :mod:`.spec`).
 
 Task waiting reads ``info.state`` / ``info.result`` / ``info.error`` through
 the PropertyCollector with an explicit ``pathSet`` instead of ``task.info``:
@@ -32,6 +33,7 @@ except ImportError:  # pragma: no cover - Python 2
     from urllib import quote  # pylint: disable=no-name-in-module
 
 from ..common import PVError
+from .spec import DEFAULT_PORT, ENV
 
 PYVMOMI_IMP_ERR = None
 try:
@@ -43,34 +45,7 @@ except ImportError:
     HAS_PYVMOMI = False
     vim = vmodl = None
 
-ENV = {
-    'hostname': 'VMWARE_HOST',
-    'username': 'VMWARE_USER',
-    'password': 'VMWARE_PASSWORD',
-    'port': 'VMWARE_PORT',
-    'validate_certs': 'VMWARE_VALIDATE_CERTS',
-}
 AUTH_KEYS = tuple(ENV)
-
-
-def auth_argument_spec(env_fallback=None):
-    """The auth options as an Ansible argument spec.
-
-    ``env_fallback`` is Ansible's (the module passes it in, so this file needs
-    no Ansible import); without it, :func:`connection_params` falls back to the
-    environment itself.
-    """
-    def fb(key):
-        return {'fallback': (env_fallback, [ENV[key]])} if env_fallback else {}
-
-    spec = dict(
-        hostname=dict(type='str', **fb('hostname')),
-        username=dict(type='str', aliases=['admin', 'user'], **fb('username')),
-        password=dict(type='str', aliases=['pass', 'pwd'], no_log=True, **fb('password')),
-        port=dict(type='int', default=443, **fb('port')),
-        validate_certs=dict(type='bool', default=True, **fb('validate_certs')),
-    )
-    return spec
 
 
 def _to_bool(value, what):
@@ -99,7 +74,7 @@ def connection_params(params, environ=None):
         raise PVError('vSphere username and password are required '
                       '(options username/password or VMWARE_USER/VMWARE_PASSWORD)')
     try:
-        out['port'] = int(out['port'] or 443)
+        out['port'] = int(out['port'] or DEFAULT_PORT)
     except (TypeError, ValueError):
         raise PVError('vSphere port must be a number, got %r' % (out['port'],))
     out['validate_certs'] = _to_bool(True if out['validate_certs'] is None else out['validate_certs'],

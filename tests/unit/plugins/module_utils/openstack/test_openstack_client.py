@@ -89,3 +89,26 @@ def test_poll_waits_with_backoff_and_times_out(monkeypatch):
     monkeypatch.setattr(time, 'sleep', lambda s: None)
     with pytest.raises(TimedOut):
         poll(lambda: AGAIN, 0.05, late)
+
+
+def test_sdk_log_path_writes_the_sdk_log_to_that_file_only(tmp_path, capsys):
+    import logging
+    path = tmp_path / 'sdk.log'
+    osc.enable_sdk_logging(None, 'DEBUG')          # no path: nothing is set up
+    assert not path.exists()
+    try:
+        osc.enable_sdk_logging(str(path), 'DEBUG')
+        logging.getLogger('openstack').debug('REQ: curl -g -i -X GET http://cinder/volumes')
+        osc.enable_sdk_logging(str(path), 'INFO')
+        logging.getLogger('openstack').debug('not at INFO')
+        logging.getLogger('openstack').info('at INFO')
+    finally:
+        for name in ('openstack', 'keystoneauth'):
+            logger = logging.getLogger(name)
+            for handler in list(logger.handlers):
+                handler.close()
+                logger.removeHandler(handler)
+    text = path.read_text()
+    assert 'REQ: curl' in text and 'at INFO' in text and 'not at INFO' not in text
+    out = capsys.readouterr()
+    assert out.out == ''                            # a module's stdout is its JSON
