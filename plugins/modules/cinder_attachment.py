@@ -200,7 +200,7 @@ class CinderAttachmentModule(PVModule):
         refs = [self.params['volume']] if self.params['volume'] else list(self.params['volumes'])
         with self.session(service.Cinder(dict(self.params))) as cinder:
             records, changed, diff = service.ensure_attachments(cinder, refs, self.params['state'],
-                                                           check_mode=self.check_mode)
+                                                                check_mode=self.check_mode)
         return self.records_result('attachments', records, changed, diff,
                                    one='attachment' if self.params['volume'] else None)
 

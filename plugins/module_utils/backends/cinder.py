@@ -46,6 +46,7 @@ __metaclass__ = type
 import os
 
 from .base import Backend
+from ..common import InUse, Refused
 from ..host import devices
 from ..openstack.service import Cinder
 from ..openstack.volumes import VOLUME_OPTIONS, locators
@@ -73,6 +74,21 @@ class CinderBackend(Backend):
 
     def lookup(self, requests):
         return self.cloud.volumes.lookup(requests)
+
+    def check(self, volume, action, request=None):
+        """The refusals of grow/attach/detach/delete, made while planning (reads only): not ours,
+        attached to another server (fencing rules for attach; always for delete)."""
+        if action in ('grow', 'attach', 'detach', 'delete') and not volume.owned:
+            raise Refused('Cinder volume %s (%s) was not created by this collection; refusing to %s it '
+                          '(adopt it explicitly by id)' % (volume.id, volume.extra.get('display_name'), action))
+        if action == 'attach':
+            self.cloud.attachments.check_foreign(volume, self.cloud.server())
+        if action == 'delete':
+            here = self.cloud.client.server_id_or_none()
+            others = [s for s in volume.extra.get('attached_servers') or [] if s != here]
+            if others:
+                raise InUse('volume %s (%s) is attached to server(s) %s; refusing to delete it (detach it there '
+                            'first)' % (volume.name, volume.id, ', '.join(others)))
 
     def list_volumes(self):
         return self.cloud.volumes.list_volumes()

@@ -16,7 +16,7 @@ import glob
 import os
 
 from .base import Backend, BackendVolume
-from ..common import MANAGED_ROOT, PVError, human_size, run
+from ..common import MANAGED_ROOT, PVError, Refused, human_size, run
 from ..host.devices import block_size
 
 
@@ -106,7 +106,7 @@ class LoopBackend(Backend):
 
     def grow(self, volume, new_size):
         if new_size < volume.size:
-            raise PVError('refusing to shrink %s from %s to %s'
+            raise Refused('refusing to shrink %s from %s to %s'
                           % (volume.name, human_size(volume.size), human_size(new_size)))
         with open(volume.id, 'r+b') as handle:
             os.ftruncate(handle.fileno(), new_size)

@@ -21,7 +21,9 @@ from ..common import PVError
 #:   move     a volume can be detached here and attached to another host (scope global)
 #:   batch    create_many/attach_many are real batches (one wait for all), not loops
 #:   grow     storage can be grown in place
-CAPABILITIES = ('plugin', 'move', 'batch', 'grow')
+#:   storage  the backend creates/deletes and attaches/detaches the storage itself (device: neither,
+#:            so those actions are never planned nor reported for it)
+CAPABILITIES = ('plugin', 'move', 'batch', 'grow', 'storage')
 
 
 class BackendInfo(object):
@@ -38,9 +40,9 @@ class BackendInfo(object):
 
 
 BACKENDS = (
-    BackendInfo('loop', 'local', ('plugin', 'grow'), 'a loop-file image on the Docker host'),
-    BackendInfo('cinder', 'global', ('plugin', 'move', 'batch', 'grow'), 'an OpenStack Cinder volume'),
-    BackendInfo('vsphere', 'global', ('plugin', 'move', 'grow'), 'a VMware vSphere virtual disk'),
+    BackendInfo('loop', 'local', ('plugin', 'grow', 'storage'), 'a loop-file image on the Docker host'),
+    BackendInfo('cinder', 'global', ('plugin', 'move', 'batch', 'grow', 'storage'), 'an OpenStack Cinder volume'),
+    BackendInfo('vsphere', 'global', ('plugin', 'move', 'grow', 'storage'), 'a VMware vSphere virtual disk'),
     BackendInfo('device', 'local', (), 'a block device attached by someone else (found by stable links)'),
 )
 _BY_NAME = dict((b.name, b) for b in BACKENDS)

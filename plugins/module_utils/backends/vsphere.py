@@ -40,7 +40,7 @@ import threading
 import time
 
 from .base import Backend, BackendVolume
-from ..common import PVError, human_size, validate_name
+from ..common import InUse, PVError, Refused, human_size, validate_name
 from ..host import devices
 from ..vmware import client as vc
 from ..vmware import disk as vd
@@ -289,7 +289,7 @@ class VSphereBackend(Backend):
 
     def grow(self, volume, new_size):
         if new_size < volume.size:
-            raise PVError('refusing to shrink %s from %s to %s'
+            raise Refused('refusing to shrink %s from %s to %s'
                           % (volume.name, human_size(volume.size), human_size(new_size)))
         self._check_owned(volume, 'grow')
         if vd.round_size(new_size) != new_size:
@@ -308,15 +308,27 @@ class VSphereBackend(Backend):
 
     def _check_owned(self, volume, what):
         if not volume.owned:
-            raise PVError('refusing to %s %s: it was not created by this collection '
+            raise Refused('refusing to %s %s: it was not created by this collection '
                           '(no ownership marker); adopt it with adopt_id' % (what, volume.id))
+
+    def _check_not_elsewhere(self, volume, what):
+        if volume.attached_to and volume.attached_to != self.vm._moId:
+            if what == 'delete':
+                raise InUse('refusing to delete %s: it is attached to VM %s' % (volume.id, volume.attached_to))
+            raise InUse('%s is attached to VM %s; detach it there first (state: detached on that host)'
+                        % (volume.id, volume.attached_to))
+
+    def check(self, volume, action, request=None):
+        """The refusals of grow/attach/delete, made while planning (reads only)."""
+        if action in ('grow', 'delete'):
+            self._check_owned(volume, action)
+        if action in ('attach', 'delete'):
+            self._check_not_elsewhere(volume, action)
 
     def attach(self, volume):
         if volume.attached_here:
             return volume
-        if volume.attached_to and volume.attached_to != self.vm._moId:
-            raise PVError('%s is attached to VM %s; detach it there first (state: detached on that host)'
-                          % (volume.id, volume.attached_to))
+        self._check_not_elsewhere(volume, 'attach')
         disk = self._apply(self._want(volume.name, volume.id, opts=self._vol_opts(volume)))
         if volume.extra.get('adopted') and not volume.owned:
             vd.write_marker(self.client, volume.id, self.dc, volume.name, volume.size, {'adopted': True})
@@ -386,6 +398,5 @@ class VSphereBackend(Backend):
 
     def delete(self, volume):
         self._check_owned(volume, 'delete')
-        if volume.attached_to and volume.attached_to != self.vm._moId:
-            raise PVError('refusing to delete %s: it is attached to VM %s' % (volume.id, volume.attached_to))
+        self._check_not_elsewhere(volume, 'delete')
         self._apply({'state': 'absent', 'filename': volume.id, 'destroy': True, 'enable_uuid': False})

@@ -183,11 +183,18 @@ class Fstab(object):
 
 
 class HostSnapshot(object):
-    """One read of the live mount table and fstab for a whole run."""
+    """One read of the live mount table and fstab for a whole run, and the other reads the
+    planner makes of this host (superblocks, signatures, device numbers, ownership).
 
-    def __init__(self, fstab_path=FSTAB):
-        with open('/proc/self/mountinfo') as handle:
-            self.mounts = parse_mountinfo(handle.read())
+    The engine plans over this object only, so a test can hand it a snapshot of a host
+    that does not exist (``mountinfo`` text, an fstab file, a subclass for the device reads).
+    """
+
+    def __init__(self, fstab_path=FSTAB, mountinfo=None):
+        if mountinfo is None:
+            with open('/proc/self/mountinfo') as handle:
+                mountinfo = handle.read()
+        self.mounts = parse_mountinfo(mountinfo)
         self.by_target = {}
         for mount in self.mounts:
             self.by_target[mount.target] = mount   # last one wins: it is the visible one
@@ -198,10 +205,23 @@ class HostSnapshot(object):
 
     def mounts_of(self, device):
         try:
-            devno = device_number(device)
+            devno = self.device_number(device)
         except OSError:
             return []
         return [m for m in self.mounts if m.devno == devno]
+
+    # -- device and path reads (live; overridden by tests) -----------------------------
+    def device_number(self, device):
+        return device_number(device)
+
+    def read_superblock(self, device):
+        return read_superblock(device)
+
+    def probe_signatures(self, device):
+        return probe_signatures(device)
+
+    def ownership_diff(self, path, owner=None, group=None, mode=None):
+        return ownership_diff(path, owner, group, mode)
 
 
 # -- filesystem signatures ------------------------------------------------

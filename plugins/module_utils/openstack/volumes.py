@@ -469,4 +469,3 @@ class Volumes(object):
             except NotFound:
                 pass
         self.wait_gone([v.id for v in fresh])
-

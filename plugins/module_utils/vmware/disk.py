@@ -40,7 +40,6 @@ CONTROLLER_UNIT = 7
 ENABLE_UUID = 'disk.EnableUUID'
 
 
-
 def _controller_classes():
     return {
         'pvscsi': vc.vim.vm.device.ParaVirtualSCSIController,

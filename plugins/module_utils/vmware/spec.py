@@ -28,6 +28,7 @@ CONTROLLER_TYPES = ('pvscsi', 'lsilogic', 'lsilogicsas')
 DISK_MODES = ('independent_persistent', 'persistent', 'independent_nonpersistent')
 PROVISIONING = ('thin', 'thick', 'eagerzeroed')
 
+
 def connection_spec(env_fallback=None):
     """The auth options. ``env_fallback`` is Ansible's (without it, :func:`client.connection_params`
     falls back to the environment itself)."""

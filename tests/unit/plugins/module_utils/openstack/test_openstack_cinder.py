@@ -15,8 +15,8 @@ import pytest
 
 from ansible_collections.persistent_volumes.docker.plugins.module_utils.backends.base import VolumeRequest
 from ansible_collections.persistent_volumes.docker.plugins.module_utils.backends.registry import get_backend
-from ansible_collections.persistent_volumes.docker.plugins.module_utils.common import (Conflict, InUse, NotFound,
-                                                                                      PVError, Refused)
+from ansible_collections.persistent_volumes.docker.plugins.module_utils.common import (
+    Conflict, InUse, NotFound, PVError, Refused)
 from ansible_collections.persistent_volumes.docker.plugins.module_utils.openstack import discovery
 from ansible_collections.persistent_volumes.docker.plugins.module_utils.openstack import service
 from ansible_collections.persistent_volumes.docker.plugins.module_utils.openstack import spec as osspec
