@@ -22,7 +22,6 @@ __metaclass__ = type
 import os
 import socket
 import ssl
-import time
 import traceback
 
 try:
@@ -32,7 +31,7 @@ except ImportError:  # pragma: no cover - Python 2
     from httplib import HTTPSConnection, HTTPException  # pylint: disable=import-error
     from urllib import quote  # pylint: disable=no-name-in-module
 
-from ..common import PVError
+from ..common import AGAIN, PVError, TimedOut, poll
 from .spec import DEFAULT_PORT, ENV
 
 PYVMOMI_IMP_ERR = None
@@ -219,20 +218,21 @@ class VSphere(object):
     def wait(self, task, what, timeout=None):
         """Wait for ``task``; return its result or raise :class:`TaskError`."""
         timeout = self.task_timeout if timeout is None else timeout
-        deadline = time.monotonic() + timeout
-        delay = 0.05
-        while True:
+        last = [None]
+
+        def attempt():
             info = self.props([task], vim.Task, ['info.state', 'info.error', 'info.result'])
             info = info.get(task._moId, {})
-            state = info.get('info.state')
+            state = last[0] = info.get('info.state')
             if state == 'success':
                 return info.get('info.result')
             if state == 'error':
                 raise TaskError(what, info.get('info.error'))
-            if time.monotonic() >= deadline:
-                raise PVError('%s: vSphere task %s still %s after %ss' % (what, task._moId, state, timeout))
-            time.sleep(delay)
-            delay = min(delay * 2, 1.0)
+            return AGAIN
+
+        def late():
+            raise TimedOut('%s: vSphere task %s still %s after %ss' % (what, task._moId, last[0], timeout))
+        return poll(attempt, timeout, late, interval=0.05, factor=2, max_interval=1.0)
 
     def call(self, what, method, *args, **kwargs):
         """Call a method that returns a task and wait for it; faults become PVError."""
