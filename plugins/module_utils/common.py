@@ -76,6 +76,17 @@ class Unavailable(PVError):
         self.ambiguous = ambiguous
 
 
+def reworded(exc, msg):
+    """An error of the same type as ``exc`` with the message ``msg`` (a typed error stays typed)."""
+    try:
+        new = type(exc)(msg)
+    except TypeError:           # an error class with another constructor (CommandError, TaskError)
+        new = PVError(msg)
+    if isinstance(new, Unavailable) and isinstance(exc, Unavailable):
+        new.ambiguous = exc.ambiguous
+    return new
+
+
 #: returned by a :func:`poll` attempt that wants another round
 AGAIN = object()
 

@@ -42,7 +42,9 @@ def _host_devices(backends):
     """``{backend id: [devices]}`` the host shows for the volumes of ``backends`` (see
     :meth:`Backend.host_devices`), from every known backend that the records use."""
     found = {}
-    for name in sorted(b for b in backends if b in registry.names()):
+    # local backends only: a cloud volume's device is found by its stable links, and asking would
+    # import a cloud SDK for nothing
+    for name in sorted(b for b in backends if b in registry.names() and registry.scope(b) == 'local'):
         try:
             found.update(registry.backend_class(name).host_devices())
         except Exception:  # pylint: disable=broad-except

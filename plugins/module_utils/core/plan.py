@@ -16,7 +16,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ..backends import registry
-from ..common import MANAGED_LABEL, Conflict, InUse, PVError, Refused, human_size
+from ..common import MANAGED_LABEL, Conflict, InUse, PVError, Refused, human_size, reworded
 from ..host import chain as host
 
 
@@ -122,7 +122,7 @@ def _wrap(spec, exc):
     """Name the volume in a backend's refusal (keeping its type)."""
     if spec.name in str(exc):
         return exc
-    return type(exc)('volume %s: %s' % (spec.name, exc)) if isinstance(exc, PVError) else exc
+    return reworded(exc, 'volume %s: %s' % (spec.name, exc))
 
 
 def _check(backend, plan, action, request=None):

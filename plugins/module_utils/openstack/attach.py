@@ -18,7 +18,7 @@ __metaclass__ = type
 
 from concurrent.futures import ThreadPoolExecutor
 
-from ..common import AGAIN, InUse, NotFound, PVError, Refused, TimedOut, poll
+from ..common import AGAIN, InUse, NotFound, PVError, Refused, TimedOut, poll, reworded
 
 
 class Attachments(object):
@@ -142,7 +142,7 @@ class Attachments(object):
         except PVError as exc:
             if went_through(exc) is None:
                 return None
-            raise type(exc)('volume %s: %s' % (vol.name, exc))
+            raise reworded(exc, 'volume %s: %s' % (vol.name, exc))
 
     # -- detach ------------------------------------------------------------------------------
     def delete_attachment(self, server_id, volume_id):

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ..backends.base import BackendVolume
 from ..common import (AGAIN, Conflict, NotFound, PVError, Refused, TimedOut, human_size, parse_size,
-                      poll, validate_name)
+                      poll, reworded, validate_name)
 
 GIB = 1024 ** 3
 OWNER_KEY = 'pv_managed'
@@ -332,7 +332,7 @@ class Volumes(object):
                 on_unavailable=went_through)
         except PVError as exc:
             self._retried_tokens.add(token)
-            raise type(exc)('volume %s: %s' % (request.name, exc))
+            raise reworded(exc, 'volume %s: %s' % (request.name, exc))
 
     def create_many(self, requests):
         """POST every create (a few in parallel), then wait for all in one polling loop."""
