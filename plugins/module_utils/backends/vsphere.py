@@ -401,4 +401,7 @@ class VSphereBackend(Backend):
     def delete(self, volume):
         self._check_owned(volume, 'delete')
         self._check_not_elsewhere(volume, 'delete')
+        if volume.extra.get('adopted') and vd.read_marker(self.client, volume.id, self.dc) is None:
+            # adopted by id (adopt_id): mark it ours, as attach does, so the disk layer destroys it
+            vd.write_marker(self.client, volume.id, self.dc, volume.name, volume.size, {'adopted': True})
         self._apply({'state': 'absent', 'filename': volume.id, 'destroy': True, 'enable_uuid': False})
