@@ -139,8 +139,8 @@ class GuestEmulator(object):
                 for vol in conn.block_storage.volumes(details=True):
                     name = (vol.metadata or {}).get('pv_name') or vol.name or ''
                     here = any(a.get('server_id') == server.id for a in vol.attachments or [])
-                    if not name.startswith(self.prefix) or not here or vol.status in ('available', 'reserved',
-                                                                                       'attaching'):
+                    busy = vol.status in ('available', 'reserved', 'attaching')
+                    if not name.startswith(self.prefix) or not here or busy:
                         continue
                     seen.add(vol.id)
                     if vol.id not in self.published:

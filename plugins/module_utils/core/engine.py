@@ -302,8 +302,8 @@ class Engine(object):
             backend = self.backend(name)
             creates = [p for p in group if p.vol is None]
             if creates:
-                self.log('create %s %s' % (name, ', '.join('%s (%s)' % (p.spec.name, human_size(p.spec.size))
-                                                          for p in creates)))
+                self.log('create %s %s' % (name, ', '.join(
+                    '%s (%s)' % (p.spec.name, human_size(p.spec.size)) for p in creates)))
                 try:
                     made = backend.create_many([p.spec.request() for p in creates])
                 except PVError as exc:

@@ -19,11 +19,11 @@ def test_typed_errors_are_pverrors(cls):
     err = cls('boom')
     assert isinstance(err, common.PVError) and str(err) == 'boom'
     again = common.reworded(err, 'volume a: boom')
-    assert type(again) is cls and str(again) == 'volume a: boom'
+    assert again.__class__ is cls and str(again) == 'volume a: boom'
 
 
 def test_in_use_is_a_refusal_and_reworded_keeps_the_ambiguity():
     assert issubclass(common.InUse, common.Refused)
     assert common.reworded(common.Unavailable('x', ambiguous=True), 'y').ambiguous
     cmd = common.CommandError(['mkfs'], 1, '', 'bad')
-    assert type(common.reworded(cmd, 'volume a: bad')) is common.PVError
+    assert common.reworded(cmd, 'volume a: bad').__class__ is common.PVError

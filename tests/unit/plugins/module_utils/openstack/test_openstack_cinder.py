@@ -160,7 +160,7 @@ def test_ensure_attachments_refuses_foreign_before_changing():
             self.id, self.name, self.status = id, id, status
     c = stub_cinder(listed=[attached], by_id={attached.id: attached})
     c.client._server = Server('srv')
-    c.client.get_server = lambda sid: Server(sid)
+    c.client.get_server = Server
     for check_mode in (True, False):
         with pytest.raises(InUse, match='attached to another server'):
             service.ensure_attachments(c, ['b'], check_mode=check_mode)

@@ -42,7 +42,7 @@ def test_transient_errors():
 ])
 def test_translate_gives_typed_errors(exc, typ):
     err = osc.translate(exc, 'reading volume x')
-    assert type(err) is typ and isinstance(err, PVError)
+    assert err.__class__ is typ and isinstance(err, PVError)
     assert str(err).startswith('OpenStack: reading volume x failed: ')
     assert osc.translate(ksa_exc.ConnectTimeout('slow'), 'x').ambiguous
 
