@@ -8,12 +8,18 @@ Anchor: a playbook looping openstack.cloud.volume then openstack.cloud.server_vo
 (tests/harness/openstack, started if needed and then stopped), same ansible-playbook from a
 separate bench venv (.state/openstack/bench-venv: ansible 12.x + openstacksdk 4.10.0), one run each.
 
-    python3 bench/cinder/bench_attach.py [--count 10] [--repeat 1] [--keep-cloud]
+    python3 bench/cinder/bench_attach.py [--count 10] [--repeat 1] [--keep-cloud] [--only volume,pair]
 
 Prints the wall times and the ratios ours/anchor (target <= 0.35), for ours with the defaults and
 for ours pipelined (cinder_volume wait: false, then cinder_attachment waits for each volume and
 attaches it as soon as it is available). Every contender starts from a server with none of the
 bench's volumes attached.
+
+Issue 9: ``volume`` (backend cinder, a list of N volumes, defaults: the whole chain down to the
+Docker volume) against the same ``cinder_volume`` + ``cinder_attachment`` pair (``pair``); both
+run by the project's venv (.venv: the Docker SDK ``volume`` needs), with a guest emulator that
+publishes each attached volume as a loop device under /dev/disk/by-id (what KVM + udev do) for
+both. Target: volume/pair <= 1.10. ``--only volume,pair`` runs just those two.
 """
 
 import argparse
@@ -32,6 +38,9 @@ STATE = os.path.join(REPO, '.state', 'openstack')
 CLOUDS_YAML = os.path.join(STATE, 'clouds.yaml')
 BENCH_VENV = os.path.join(STATE, 'bench-venv')
 SERVER = 'pv-docker-host'
+PROJECT_PY = os.path.join(REPO, '.venv', 'bin', 'python')
+#: contenders run by the project's venv instead of the bench venv
+PROJECT_CONTENDERS = ('pair', 'volume')
 
 
 def log(msg):
@@ -100,6 +109,58 @@ def playbook(tasks):
     return [{'hosts': 'localhost', 'gather_facts': False, 'tasks': tasks}]
 
 
+class GuestEmulator(object):
+    """Plays KVM + udev for SERVER while it runs: every bench volume attached there gets a loop
+    device of its size linked at /dev/disk/by-id/virtio-<id[:20]> (tests/harness/openstack/
+    guest_device.py); detached ones are unpublished. Its own connection, polled every 0.2 s."""
+
+    def __init__(self, prefix):
+        import importlib.util
+        import threading
+        spec = importlib.util.spec_from_file_location('pv_guest_device', os.path.join(HARNESS, 'guest_device.py'))
+        self.gd = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(self.gd)
+        self.prefix = prefix
+        self.published = set()
+        self.errors = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def _loop(self):
+        conn = connect()
+        server = conn.compute.find_server(SERVER)
+        while not self._stop.is_set():
+            try:
+                seen = set()
+                for vol in conn.block_storage.volumes(details=True):
+                    name = (vol.metadata or {}).get('pv_name') or vol.name or ''
+                    here = any(a.get('server_id') == server.id for a in vol.attachments or [])
+                    busy = vol.status in ('available', 'reserved', 'attaching')
+                    if not name.startswith(self.prefix) or not here or busy:
+                        continue
+                    seen.add(vol.id)
+                    if vol.id not in self.published:
+                        self.gd.publish(vol.id, int(vol.size) * 1024 ** 3)
+                        self.published.add(vol.id)
+                for vid in list(self.published - seen):
+                    self.gd.unpublish(vid)
+                    self.published.discard(vid)
+            except Exception as exc:  # pylint: disable=broad-except
+                self.errors.append(repr(exc))
+            self._stop.wait(0.2)
+        conn.close()
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(30)
+        for vid in list(self.published):
+            self.gd.unpublish(vid)
+
+
 def run_playbook(py, play, workdir, env, label):
     import yaml
     path = os.path.join(workdir, '%s.yml' % label)
@@ -114,9 +175,27 @@ def run_playbook(py, play, workdir, env, label):
     return elapsed
 
 
-def contenders(names):
+def volume_task(names, root, state='present'):
+    args = {'backend': 'cinder', 'state': state, 'root': root, 'timeout': 120,
+            'cinder': {'cloud': 'pvtest', 'server': SERVER},
+            'volumes': [{'name': n} for n in names]}
+    if state == 'present':
+        args['size'] = '1GiB'
+    return {'name': 'volume %s' % state, 'persistent_volumes.docker.volume': args}
+
+
+def contenders(names, root):
     """label -> playbook creating and attaching ``names`` (one list of names per round)."""
     return {
+        # issue 9: the pair again (run by the project venv, like volume) ...
+        'pair': playbook([
+            {'name': 'volumes', 'persistent_volumes.docker.cinder_volume': {
+                'cloud': 'pvtest', 'size': '1', 'volumes': [{'name': n} for n in names['pair']]}},
+            {'name': 'attach', 'persistent_volumes.docker.cinder_attachment': {
+                'cloud': 'pvtest', 'server': SERVER, 'volumes': names['pair']}},
+        ]),
+        # ... and volume with its defaults: create, attach, device, mkfs, mount, fstab, Docker volume
+        'volume': playbook([volume_task(names['volume'], root)]),
         'anchor': playbook([
             {'name': 'volumes',
              'openstack.cloud.volume': {'cloud': 'pvtest', 'name': '{{ item }}', 'size': 1, 'wait': True},
@@ -143,6 +222,30 @@ def contenders(names):
                 'cloud': 'pvtest', 'server': SERVER, 'volumes': names['ours_pipelined']}},
         ]),
     }
+
+
+def check_attached(conn, label, names):
+    for name in names:
+        vols = [v for v in conn.block_storage.volumes(details=True)
+                if (v.name == name or (v.metadata or {}).get('pv_name') == name) and v.status == 'in-use']
+        assert len(vols) == 1, '%s: %s not attached' % (label, name)
+
+
+def volume_vs_pair(args, times, order):
+    """Issue 9: ``volume`` (whole chain) vs the cinder_volume + cinder_attachment pair."""
+    if 'volume' not in order or 'pair' not in order:
+        return None
+    pair, vol = median(times['pair']), median(times['volume'])
+    result = {'count': args.count, 'repeat': args.repeat, 'target_volume_vs_pair': 1.10,
+              'pair_runs_s': [round(v, 1) for v in times['pair']],
+              'volume_runs_s': [round(v, 1) for v in times['volume']],
+              'pair_median_s': round(pair, 2), 'volume_median_s': round(vol, 2),
+              'ratio_volume_vs_pair': round(vol / pair, 3)}
+    print(json.dumps(result))
+    print('%d Cinder volumes: volume (create, attach, mkfs, mount, fstab, Docker volume) %.1f s vs '
+          'cinder_volume + cinder_attachment %.1f s (median of %d): ratio %.2f; target <= 1.10'
+          % (args.count, vol, pair, args.repeat, vol / pair))
+    return result
 
 
 def median(values):
@@ -177,45 +280,64 @@ def main():
     parser.add_argument('--count', type=int, default=10)
     parser.add_argument('--repeat', type=int, default=1, help='rounds; the order of the contenders rotates')
     parser.add_argument('--keep-cloud', action='store_true', help='leave a cloud this script started running')
+    parser.add_argument('--only', default='anchor,ours,ours_pipelined,pair,volume',
+                        help='comma-separated contenders (default: all); with --only, volumes left by earlier '
+                             'runs of other tags are not swept')
     args = parser.parse_args()
 
-    py = ensure_bench_venv()
+    known = ['anchor', 'ours', 'ours_pipelined', 'pair', 'volume']
+    order = [label for label in known if label in args.only.split(',')]
+    # the bench venv (ansible 12 + openstack.cloud) only for the contenders that run with it
+    py = ensure_bench_venv() if [c for c in order if c not in PROJECT_CONTENDERS] else PROJECT_PY
     started = ensure_cloud()
     conn = connect()
     workdir = tempfile.mkdtemp(prefix='pv-bench-cinder-')
     coll = os.path.join(workdir, 'collections', 'ansible_collections', 'persistent_volumes')
     os.makedirs(coll)
     os.symlink(REPO, os.path.join(coll, 'docker'))
+    pv_root = os.path.join(workdir, 'pv-root')
     env = dict(os.environ, OS_CLIENT_CONFIG_FILE=CLOUDS_YAML,
                ANSIBLE_COLLECTIONS_PATH=os.path.join(workdir, 'collections'),
                ANSIBLE_PYTHON_INTERPRETER=py, ANSIBLE_LOCALHOST_WARNING='False',
                ANSIBLE_INVENTORY_UNPARSED_WARNING='False', ANSIBLE_DEPRECATION_WARNINGS='False',
                ANSIBLE_LOCAL_TEMP=os.path.join(workdir, 'tmp'), ANSIBLE_REMOTE_TEMP=os.path.join(workdir, 'rtmp'))
     tag = uuid.uuid4().hex[:6]
-    order = ['anchor', 'ours', 'ours_pipelined']
     times = dict((label, []) for label in order)
     nice = cloud_niceness()
     if nice:
         log('warning: the cloud runs at nice %s (started under nice): its services yield to other work' % nice)
     try:
-        wipe(conn, 'bench-')
+        if args.only == parser.get_default('only'):
+            wipe(conn, 'bench-')
         for rnd in range(args.repeat):
             names = dict((label, ['bench-%s-%s%d-%02d' % (tag, label[0] + label[-1], rnd, i)
                                   for i in range(args.count)]) for label in order)
-            plays = contenders(names)
+            plays = contenders(dict((k, names.get(k, [])) for k in known), pv_root)
             for label in order[rnd % len(order):] + order[:rnd % len(order)]:
                 # every contender starts from a server with none of the bench's volumes attached
                 # (detaching and deleting the previous contender's volumes is not timed)
                 wipe(conn, 'bench-%s' % tag)
                 log('round %d: %s, %d volumes' % (rnd + 1, label, args.count))
-                elapsed = run_playbook(py, plays[label], workdir, env, label)
-                for name in names[label]:
-                    vols = [v for v in conn.block_storage.volumes(details=True)
-                            if (v.name == name or (v.metadata or {}).get('pv_name') == name)
-                            and v.status == 'in-use']
-                    assert len(vols) == 1, '%s: %s not attached' % (label, name)
+                if label in PROJECT_CONTENDERS:
+                    penv = dict(env, ANSIBLE_PYTHON_INTERPRETER=PROJECT_PY)
+                    with GuestEmulator('bench-%s' % tag) as guest:
+                        try:
+                            elapsed = run_playbook(PROJECT_PY, plays[label], workdir, penv, label)
+                            check_attached(conn, label, names[label])
+                        finally:
+                            if label == 'volume':       # not timed: unmount, fstab, Docker volumes, delete
+                                run_playbook(PROJECT_PY, playbook([volume_task(names[label], pv_root, 'absent')]),
+                                             workdir, penv, 'volume-absent')
+                    if guest.errors:
+                        log('guest emulator errors: %s' % '; '.join(guest.errors[:3]))
+                else:
+                    elapsed = run_playbook(py, plays[label], workdir, env, label)
+                    check_attached(conn, label, names[label])
                 log('round %d: %s %.1f s' % (rnd + 1, label, elapsed))
                 times[label].append(elapsed)
+        result = volume_vs_pair(args, times, order)
+        if 'anchor' not in order:
+            return
         anchor = median(times['anchor'])
         result = {'count': args.count, 'repeat': args.repeat, 'target': 0.35, 'cloud_nice': nice,
                   'cloud_rpc_reply_poll_s': rpc_reply_poll(),

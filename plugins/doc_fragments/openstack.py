@@ -64,6 +64,18 @@ options:
         makes a second volume.
     type: int
     default: 60
+  sdk_log_path:
+    description:
+      - Path of a file openstacksdk (and keystoneauth) log their requests to, as in openstack.cloud
+        (C(openstack.enable_logging(path=...))). Nothing is logged when not set.
+    type: str
+  sdk_log_level:
+    description:
+      - Level of the log in O(sdk_log_path). V(DEBUG) adds the HTTP requests and answers, which may contain
+        credentials and tokens.
+    type: str
+    choices: [INFO, DEBUG]
+    default: INFO
 notes:
   - >-
     The OpenStack calls are made from the host the module runs on: usually the controller

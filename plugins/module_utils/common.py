@@ -17,6 +17,7 @@ import os
 import re
 import subprocess
 import tempfile
+import time
 
 MANAGED_ROOT = '/var/lib/persistent-volumes'
 MANAGED_LABEL = 'io.persistent-volumes.managed'
@@ -36,7 +37,81 @@ FORBIDDEN_MOUNT_ROOTS = ('/proc', '/sys', '/dev', '/run', '/boot')
 
 
 class PVError(Exception):
-    """An error meant for the user: its message is shown as is."""
+    """An error meant for the user: its message is shown as is.
+
+    The base of every error of the collection: ``except PVError`` (and the modules'
+    ``fail_json``) catch all of the typed errors below. Callers decide on the TYPE,
+    never on the text of the message.
+    """
+
+
+class NotFound(PVError):
+    """The thing asked for does not exist (a volume, a server, a VM, a disk)."""
+
+
+class Refused(PVError):
+    """A safety rule refuses the operation (not ours, shrink, foreign signature, fencing...)."""
+
+
+class InUse(Refused):
+    """Refused because something uses it (a container, another server, a mount)."""
+
+
+class Conflict(PVError):
+    """The request contradicts what exists (ambiguous names, taken ids, duplicates)."""
+
+
+class TimedOut(PVError):
+    """Waiting for a state change (or retrying a call) ran out of time."""
+
+
+class Unavailable(PVError):
+    """A service answered with a transient error (5xx, connection refused): worth a retry.
+
+    ``ambiguous`` is true when the request may still have been carried out (a timeout).
+    """
+
+    def __init__(self, msg, ambiguous=False):
+        super(Unavailable, self).__init__(msg)
+        self.ambiguous = ambiguous
+
+
+def reworded(exc, msg):
+    """An error of the same type as ``exc`` with the message ``msg`` (a typed error stays typed)."""
+    try:
+        new = type(exc)(msg)
+    except TypeError:           # an error class with another constructor (CommandError, TaskError)
+        new = PVError(msg)
+    if isinstance(new, Unavailable) and isinstance(exc, Unavailable):
+        new.ambiguous = exc.ambiguous
+    return new
+
+
+#: returned by a :func:`poll` attempt that wants another round
+AGAIN = object()
+
+
+def poll(attempt, timeout, on_timeout, interval=0.5, factor=1.0, max_interval=None):
+    """THE retry/wait loop of the collection: every retry and every wait for a state goes here.
+
+    ``attempt()`` returns a result (done) or :data:`AGAIN`; between attempts sleep ``interval``
+    seconds, multiplied by ``factor`` each round up to ``max_interval``, never past the deadline.
+    When ``timeout`` seconds have passed, ``on_timeout()`` is returned (it usually raises
+    :class:`TimedOut` or the last error).
+    """
+    deadline = time.monotonic() + timeout
+    delay = interval
+    while True:
+        result = attempt()
+        if result is not AGAIN:
+            return result
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return on_timeout()
+        time.sleep(min(delay, remaining))
+        delay = delay * factor
+        if max_interval is not None:
+            delay = min(delay, max_interval)
 
 
 class CommandError(PVError):

@@ -175,34 +175,32 @@ attachments:
 '''
 
 from ..module_utils.ansible_base import PVModule
-from ..module_utils.backends import cinder as bc
+from ..module_utils.openstack import client as osc
+from ..module_utils.openstack import service
+from ..module_utils.openstack import spec as osspec
 
 
 class CinderAttachmentModule(PVModule):
     argument_spec = dict(
-        bc.argument_spec(),
+        osspec.connection_spec(),
         volume=dict(type='str'),
         volumes=dict(type='list', elements='str'),
-        server=dict(type='str'),
-        config_drive=dict(type='path', default=bc.CONFIG_DRIVE_LABEL),
-        metadata_url=dict(type='str', default=bc.METADATA_URL),
         state=dict(type='str', default='present', choices=['present', 'absent']),
-        force_detach=dict(type='bool', default=False),
-        fencing=dict(type='bool', default=True),
         wait=dict(type='bool', default=True),
-        timeout=dict(type='int', default=300),
     )
+    argument_spec.update(osspec.server_spec())
+    argument_spec.update(osspec.wait_spec())
     module_kwargs = dict(
         required_one_of=[('volume', 'volumes')],
         mutually_exclusive=[('volume', 'volumes')],
     )
-    requirements = (('openstacksdk', bc.HAS_OPENSTACKSDK, bc.OPENSTACKSDK_IMPORT_ERROR),)
+    requirements = (('openstacksdk', osc.HAS_OPENSTACKSDK, osc.OPENSTACKSDK_IMPORT_ERROR),)
 
     def run(self):
         refs = [self.params['volume']] if self.params['volume'] else list(self.params['volumes'])
-        with self.session(bc.CinderBackend(dict(self.params))) as backend:
-            records, changed, diff = bc.ensure_attachments(backend, refs, self.params['state'],
-                                                           check_mode=self.check_mode)
+        with self.session(service.Cinder(dict(self.params))) as cinder:
+            records, changed, diff = service.ensure_attachments(cinder, refs, self.params['state'],
+                                                                check_mode=self.check_mode)
         return self.records_result('attachments', records, changed, diff,
                                    one='attachment' if self.params['volume'] else None)
 

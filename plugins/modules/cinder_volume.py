@@ -207,7 +207,10 @@ volumes:
 
 from ..module_utils.ansible_base import PVModule
 from ..module_utils.common import PVError
-from ..module_utils.backends import cinder as bc
+from ..module_utils.openstack import client as osc
+from ..module_utils.openstack import service
+from ..module_utils.openstack import spec as osspec
+from ..module_utils.openstack import volumes as osv
 
 VOLUME_KEYS = ('name', 'id', 'state', 'size', 'volume_type', 'availability_zone', 'description',
                'metadata', 'detach')
@@ -215,25 +218,22 @@ VOLUME_KEYS = ('name', 'id', 'state', 'size', 'volume_type', 'availability_zone'
 
 class CinderVolumeModule(PVModule):
     argument_spec = dict(
-        bc.argument_spec(),
+        osspec.connection_spec(),
         name=dict(type='str'),
         id=dict(type='str', aliases=['adopt_id']),
         volumes=dict(type='list', elements='dict'),
         state=dict(type='str', default='present', choices=['present', 'absent']),
         size=dict(type='str'),
-        volume_type=dict(type='str'),
-        availability_zone=dict(type='str'),
-        description=dict(type='str'),
-        metadata=dict(type='dict'),
         detach=dict(type='bool', default=False),
         wait=dict(type='bool', default=True),
-        timeout=dict(type='int', default=300),
     )
+    argument_spec.update(osspec.placement_spec())
+    argument_spec.update(osspec.wait_spec())
     module_kwargs = dict(
         required_one_of=[('name', 'volumes')],
         mutually_exclusive=[('name', 'volumes')],
     )
-    requirements = (('openstacksdk', bc.HAS_OPENSTACKSDK, bc.OPENSTACKSDK_IMPORT_ERROR),)
+    requirements = (('openstacksdk', osc.HAS_OPENSTACKSDK, osc.OPENSTACKSDK_IMPORT_ERROR),)
 
     def specs(self):
         p = self.params
@@ -251,7 +251,7 @@ class CinderVolumeModule(PVModule):
                 raise PVError('every entry of volumes needs a name')
             if spec['state'] not in ('present', 'absent'):
                 raise PVError('volume %s: state must be present or absent' % spec['name'])
-            spec['size'] = bc.parse_gib(spec['size'], 'volume %s: size' % spec['name'])
+            spec['size'] = osv.parse_gib(spec['size'], 'volume %s: size' % spec['name'])
             if spec['metadata'] is not None and not isinstance(spec['metadata'], dict):
                 raise PVError('volume %s: metadata must be a dict' % spec['name'])
             specs.append(spec)
@@ -259,8 +259,8 @@ class CinderVolumeModule(PVModule):
 
     def run(self):
         specs = self.specs()
-        with self.session(bc.CinderBackend(dict(self.params))) as backend:
-            records, changed, diff = bc.ensure_volumes(backend, specs, check_mode=self.check_mode)
+        with self.session(service.Cinder(dict(self.params))) as cinder:
+            records, changed, diff = service.ensure_volumes(cinder, specs, check_mode=self.check_mode)
         return self.records_result('volumes', records, changed, diff,
                                    one='volume' if self.params['name'] else None)
 

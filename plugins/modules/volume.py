@@ -131,52 +131,86 @@ options:
     default: /var/lib/persistent-volumes
   cinder:
     description:
-      - Connection and placement settings for O(backend=cinder) (as in M(persistent_volumes.docker.cinder_volume)).
+      - >-
+        Connection, server and placement settings for O(backend=cinder), with the same options, aliases and defaults as
+        M(persistent_volumes.docker.cinder_volume) and M(persistent_volumes.docker.cinder_attachment) (one spec).
     type: dict
     suboptions:
       cloud:
-        description: Name of a cloud in C(clouds.yaml) (or a dict of cloud settings); the C(OS_*) environment otherwise.
+        description:
+          - Named cloud from C(clouds.yaml), or a dict with a whole cloud configuration.
+          - Without O(cinder.cloud) and O(cinder.auth), the E(OS_CLOUD) or E(OS_AUTH_URL), E(OS_USERNAME), ...
+            environment variables are used.
         type: raw
       auth:
-        description: Authentication dict (auth_url, username, password, project_name, ...).
+        description: Authentication dict (C(auth_url), C(username), C(password), C(project_name), ...).
         type: dict
       auth_type:
-        description: Keystone auth plugin name.
+        description: Keystone authentication plugin, such as V(password), V(token), V(v3applicationcredential).
         type: str
       region_name:
-        description: Region.
+        description: Region of the cloud.
         type: str
       interface:
-        description: Endpoint interface (public, internal, admin).
+        description: Endpoint interface of the service catalog.
         type: str
+        choices: [admin, internal, public]
+        default: public
+        aliases: [endpoint_type]
       validate_certs:
-        description: Verify TLS certificates.
+        description: Verify TLS certificates (default from the cloud config, else V(true)).
         type: bool
+        aliases: [verify]
       ca_cert:
-        description: CA bundle.
-        type: path
+        description: CA bundle to verify the endpoints' certificates with.
+        type: str
+        aliases: [cacert]
       client_cert:
-        description: Client certificate.
-        type: path
+        description: Client certificate (PEM) for TLS client authentication.
+        type: str
+        aliases: [cert]
       client_key:
-        description: Client key.
-        type: path
+        description: Key of O(cinder.client_cert).
+        type: str
+        aliases: [key]
       api_timeout:
-        description: HTTP timeout in seconds.
+        description: Timeout in seconds of each API request.
         type: int
+      retry_timeout:
+        description: Seconds to keep retrying HTTP 500/502/503/504 answers and connection errors (backoff 0.5 s to 5 s).
+        type: int
+        default: 60
+      sdk_log_path:
+        description: Path of a file openstacksdk logs its requests to (as in openstack.cloud); none when not set.
+        type: str
+      sdk_log_level:
+        description: Level of that log; V(DEBUG) adds the HTTP requests and answers (credentials included).
+        type: str
+        choices: [INFO, DEBUG]
+        default: INFO
       server:
         description: The Docker host's Nova server (name or id). Without it the instance metadata (config drive, then the metadata service) names it.
         type: str
       config_drive:
         description:
-          - The config drive read when O(cinder.server) is not set, a block device or a directory
-            (default C(/dev/disk/by-label/config-2)). V('') (empty) to not look for one.
+          - The config drive read when O(cinder.server) is not set, a block device or a directory.
+            V('') (empty) to not look for one.
         type: path
+        default: /dev/disk/by-label/config-2
       metadata_url:
         description:
-          - The metadata service's C(meta_data.json) URL, asked when O(cinder.server) is not set and the config drive did not tell
-            (default U(http://169.254.169.254/openstack/latest/meta_data.json)). V('') (empty) to not ask it.
+          - The metadata service's C(meta_data.json) URL, asked when O(cinder.server) is not set and the config drive did not tell.
+            V('') (empty) to not ask it.
         type: str
+        default: http://169.254.169.254/openstack/latest/meta_data.json
+      force_detach:
+        description: Detach a volume attached to another server (only when that server is SHUTOFF, unless O(cinder.fencing=false)).
+        type: bool
+        default: false
+      fencing:
+        description: Require the other server to be SHUTOFF before a force detach.
+        type: bool
+        default: true
       volume_type:
         description: Volume type for new volumes.
         type: str
@@ -189,43 +223,41 @@ options:
       metadata:
         description: Extra metadata for new volumes.
         type: dict
-      force_detach:
-        description: Detach a volume attached to another server (only when that server is SHUTOFF, unless O(cinder.fencing=false)).
-        type: bool
-      fencing:
-        description: Require the other server to be SHUTOFF before a force detach (default true).
-        type: bool
       timeout:
         description: Seconds to wait for Cinder/Nova state changes.
         type: int
-      retry_timeout:
-        description: Seconds to keep retrying 5xx answers and connection errors.
-        type: int
+        default: 300
   vsphere:
     description:
-      - Connection and VM settings for O(backend=vsphere) (as in M(persistent_volumes.docker.vsphere_disk)).
+      - >-
+        Connection, VM and placement settings for O(backend=vsphere), with the same options, aliases, defaults and
+        environment fallbacks as M(persistent_volumes.docker.vsphere_disk) (one spec).
     type: dict
     suboptions:
       hostname:
-        description: vCenter or ESXi host (C(VMWARE_HOST)).
+        description: vCenter or ESXi host; E(VMWARE_HOST) when not set.
         type: str
       username:
-        description: User (C(VMWARE_USER)).
+        description: User; E(VMWARE_USER) when not set.
         type: str
+        aliases: [admin, user]
       password:
-        description: Password (C(VMWARE_PASSWORD)).
+        description: Password; E(VMWARE_PASSWORD) when not set.
         type: str
+        aliases: [pass, pwd]
       port:
-        description: Port (C(VMWARE_PORT)), 443 by default.
+        description: HTTPS port; E(VMWARE_PORT) when not set.
         type: int
+        default: 443
       validate_certs:
-        description: Verify TLS certificates (C(VMWARE_VALIDATE_CERTS)).
+        description: Verify the server's TLS certificate; E(VMWARE_VALIDATE_CERTS) when not set.
         type: bool
+        default: true
       datacenter:
         description: Datacenter of the VM.
         type: str
       vm_name:
-        description: The Docker host VM by name.
+        description: The Docker host VM by name (without O(vsphere.vm_name), O(vsphere.vm_uuid) and O(vsphere.vm_moid), this machine's own VM).
         type: str
       vm_uuid:
         description: The Docker host VM by BIOS (or instance) uuid.
@@ -239,24 +271,32 @@ options:
       use_instance_uuid:
         description: O(vsphere.vm_uuid) is the instance uuid.
         type: bool
+        default: false
       datastore:
         description: Datastore for new disks.
         type: str
       volume_folder:
-        description: Datastore folder for new disks (C(persistent-volumes)).
+        description: Datastore folder for new disks.
         type: str
+        default: persistent-volumes
       provisioning:
-        description: thin, thick or eagerzeroed.
+        description: Provisioning of new disks.
         type: str
+        choices: [thin, thick, eagerzeroed]
+        default: thin
       disk_mode:
-        description: Disk mode (C(independent_persistent) by default, so VM snapshots never roll back volume data).
+        description: Disk mode (V(independent_persistent) when not set, so VM snapshots never roll back volume data).
         type: str
+        choices: [independent_persistent, persistent, independent_nonpersistent]
       controller_type:
-        description: pvscsi, lsilogic or lsilogicsas.
+        description: SCSI controller type for new controllers.
         type: str
+        choices: [pvscsi, lsilogic, lsilogicsas]
+        default: pvscsi
       enable_uuid:
-        description: Set C(disk.EnableUUID=TRUE) on the VM.
+        description: Set C(disk.EnableUUID=TRUE) on the VM (stable disk ids in the guest).
         type: bool
+        default: true
 notes:
   - The loop backend keeps sparse images in C(<root>/images) and writes fstab entries with the image path and the
     C(loop) option, so the volume comes back on boot; other backends mount by C(UUID=).
@@ -375,11 +415,16 @@ volumes:
       type: bool
 '''
 
+from ansible.module_utils.basic import env_fallback
+
 from ..module_utils.ansible_base import PVModule
+from ..module_utils.backends import registry
 from ..module_utils.common import MANAGED_ROOT
 from ..module_utils.docker.client import docker_argument_spec
 from ..module_utils.docker.volumes import DOCKER_IMPORT_ERROR, HAS_DOCKER, DockerVolumes
 from ..module_utils.core.engine import Engine
+from ..module_utils.openstack import spec as osspec
+from ..module_utils.vmware import spec as vspec
 
 VOLUME_KEYS = ('state', 'backend', 'size', 'fstype', 'mount_path', 'owner', 'group', 'mode',
                'mount_options', 'mkfs_options', 'labels', 'docker_volume', 'force_format', 'force',
@@ -391,7 +436,7 @@ class VolumeModule(PVModule):
         name=dict(type='str'),
         volumes=dict(type='list', elements='dict'),
         state=dict(type='str', default='present', choices=['present', 'detached', 'absent']),
-        backend=dict(type='str', default='loop', choices=['loop', 'cinder', 'vsphere', 'device']),
+        backend=dict(type='str', default='loop', choices=registry.names()),
         size=dict(type='str'),
         fstype=dict(type='str', default='ext4', choices=['ext4', 'xfs']),
         mount_path=dict(type='path'),
@@ -408,22 +453,8 @@ class VolumeModule(PVModule):
         adopt_id=dict(type='str'),
         timeout=dict(type='int', default=300),
         root=dict(type='path', default=MANAGED_ROOT),
-        cinder=dict(type='dict', options=dict(
-            cloud=dict(type='raw'), auth=dict(type='dict', no_log=True), auth_type=dict(type='str'),
-            region_name=dict(type='str'), interface=dict(type='str'), validate_certs=dict(type='bool'),
-            ca_cert=dict(type='path'), client_cert=dict(type='path'), client_key=dict(type='path', no_log=False),
-            api_timeout=dict(type='int'), server=dict(type='str'), config_drive=dict(type='path'),
-            metadata_url=dict(type='str'), volume_type=dict(type='str'),
-            availability_zone=dict(type='str'), description=dict(type='str'), metadata=dict(type='dict'),
-            force_detach=dict(type='bool'), fencing=dict(type='bool'), timeout=dict(type='int'),
-            retry_timeout=dict(type='int'))),
-        vsphere=dict(type='dict', options=dict(
-            hostname=dict(type='str'), username=dict(type='str'), password=dict(type='str', no_log=True),
-            port=dict(type='int'), validate_certs=dict(type='bool'), datacenter=dict(type='str'),
-            vm_name=dict(type='str'), vm_uuid=dict(type='str'), vm_moid=dict(type='str'),
-            vm_folder=dict(type='str'), use_instance_uuid=dict(type='bool'), datastore=dict(type='str'),
-            volume_folder=dict(type='str'), provisioning=dict(type='str'), disk_mode=dict(type='str'),
-            controller_type=dict(type='str'), enable_uuid=dict(type='bool'))),
+        cinder=dict(type='dict', options=osspec.volume_dict_spec()),
+        vsphere=dict(type='dict', options=vspec.volume_dict_spec(env_fallback)),
         **docker_argument_spec()
     )
     module_kwargs = dict(required_one_of=[('name', 'volumes')],

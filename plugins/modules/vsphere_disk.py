@@ -244,32 +244,23 @@ from ansible.module_utils.basic import env_fallback
 from ..module_utils.ansible_base import PVModule
 from ..module_utils.common import PVError, parse_size, validate_name
 from ..module_utils.vmware import client as vc
+from ..module_utils.vmware import spec as vspec
 from ..module_utils.vmware import disk as vd
 
 
 class VSphereDiskModule(PVModule):
     argument_spec = dict(
-        vc.auth_argument_spec(env_fallback),
-        vm_name=dict(type='str'),
-        vm_uuid=dict(type='str'),
-        vm_moid=dict(type='str'),
-        use_instance_uuid=dict(type='bool', default=False),
-        vm_folder=dict(type='str'),
-        datacenter=dict(type='str'),
+        vspec.connection_spec(env_fallback),
         disk_name=dict(type='str'),
         filename=dict(type='str'),
-        datastore=dict(type='str'),
-        volume_folder=dict(type='str', default=vd.DEFAULT_FOLDER),
         size=dict(type='str'),
-        provisioning=dict(type='str', default='thin', choices=list(vd.PROVISIONING)),
-        disk_mode=dict(type='str', choices=list(vd.DISK_MODES)),
-        controller_type=dict(type='str', default='pvscsi', choices=list(vd.CONTROLLER_TYPES)),
         controller_number=dict(type='int'),
         unit_number=dict(type='int'),
         state=dict(type='str', default='present', choices=['present', 'absent']),
         destroy=dict(type='bool', default=False),
-        enable_uuid=dict(type='bool', default=True),
     )
+    argument_spec.update(vspec.vm_spec())
+    argument_spec.update(vspec.placement_spec())
     module_kwargs = dict(
         required_one_of=[('vm_name', 'vm_uuid', 'vm_moid'), ('disk_name', 'filename')],
         mutually_exclusive=[('vm_name', 'vm_uuid', 'vm_moid'), ('disk_name', 'filename')],

@@ -127,12 +127,13 @@ from ansible.module_utils.basic import env_fallback
 from ..module_utils.ansible_base import PVModule
 from ..module_utils.common import parse_size
 from ..module_utils.vmware import client as vc
+from ..module_utils.vmware import spec as vspec
 from ..module_utils.vmware import fcd
 
 
 class VSphereFcdModule(PVModule):
     argument_spec = dict(
-        vc.auth_argument_spec(env_fallback),
+        vspec.connection_spec(env_fallback),
         name=dict(type='str'),
         disk_id=dict(type='str'),
         datacenter=dict(type='str'),

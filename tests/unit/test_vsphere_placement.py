@@ -152,15 +152,6 @@ def test_connection_params_env_fallback():
         vc.connection_params({}, dict(env, VMWARE_VALIDATE_CERTS='maybe'))
 
 
-def test_auth_spec_shapes():
-    spec = vc.auth_argument_spec()
-    assert spec['password']['no_log'] is True and 'fallback' not in spec['hostname']
-    marker = object()
-    spec = vc.auth_argument_spec(marker)
-    assert spec['hostname']['fallback'] == (marker, ['VMWARE_HOST'])
-    assert spec['validate_certs']['fallback'] == (marker, ['VMWARE_VALIDATE_CERTS'])
-
-
 def test_identity_is_path_plus_uuid():
     marker = {'uuid': '6000C29d-45ef-3a5e-7c1f-9e31a12b8c2d'}
     vd.check_identity(marker, {'filename': '[ds] a.vmdk', 'uuid': '6000c29d-45ef-3a5e-7c1f-9e31a12b8c2d'})

@@ -16,19 +16,22 @@ Lifecycle the engine drives, per volume::
 
 Rules every backend keeps:
 
-* ``lookup`` only reads. Check mode calls nothing else.
+* ``lookup`` and ``check`` only read. Check mode calls nothing else.
+* Every refusal a mutating call would make is also made by ``check`` while planning, so a
+  refused volume fails in check mode exactly as in a real run, before anything changed.
 * Every mutating call is idempotent (calling it again when done is a no-op).
 * Volumes a backend creates carry ownership marks (metadata, labels, a managed
   directory); a volume that is not ours is never modified or deleted unless the
   user adopted it explicitly (``adopt_id``).
-* Errors are :class:`common.PVError` with a message meant for the user.
+* Errors are :class:`common.PVError` (typed: ``NotFound``, ``Refused``, ``InUse``, ...)
+  with a message meant for the user.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ..common import PVError
+from ..common import Refused
 
 
 class BackendVolume(object):
@@ -83,7 +86,7 @@ class Backend(object):
     """
 
     name = None
-    scope = 'local'          # 'global' for cloud backends: a volume can move between hosts
+    scope = 'local'          # 'global' for cloud backends: a volume can move between hosts (see registry)
     #: backend options a user may pass per volume (validated by the backend)
     volume_options = ()
 
@@ -105,6 +108,16 @@ class Backend(object):
     def list_volumes(self):
         """Every volume this collection owns on the backend, as BackendVolumes."""
         raise NotImplementedError
+
+    def check(self, volume, action, request=None):
+        """Read-only, called while planning (check mode too): raise :class:`common.Refused` (or
+        :class:`common.InUse`) when ``action`` (``create``, ``grow``, ``attach``, ``detach``,
+        ``delete``) on ``volume`` (None for ``create``; ``request`` is the user's) would be
+        refused by the real call. Default: storage without our ownership mark is never grown
+        or deleted."""
+        if action in ('grow', 'delete') and volume is not None and not volume.owned:
+            raise Refused('refusing to %s %s: it was not created by this collection (no ownership mark); '
+                          'adopt it with adopt_id' % (action, volume.id))
 
     # -- writes (each idempotent) ---------------------------------------
     def create(self, request):
@@ -155,26 +168,14 @@ class Backend(object):
     def close(self):
         return None
 
-
-_REGISTRY = {}
-
-
-def register(cls):
-    _REGISTRY[cls.name] = cls
-    return cls
+    @classmethod
+    def host_devices(cls):
+        """``{backend id: [block devices]}`` this host shows for the backend's volumes without
+        asking the backend (volume_info's cross-check). Default: nothing known."""
+        return {}
 
 
 def get_backend(name, params=None):
-    """Instantiate a backend by name; imports it lazily (cloud SDKs are optional)."""
-    if name not in _REGISTRY:
-        if name == 'loop':
-            from . import loop  # noqa: F401 pylint: disable=unused-import
-        elif name == 'cinder':
-            from . import cinder  # noqa: F401 pylint: disable=unused-import
-        elif name == 'vsphere':
-            from . import vsphere  # noqa: F401 pylint: disable=unused-import
-        elif name == 'device':
-            from . import device  # noqa: F401 pylint: disable=unused-import
-    if name not in _REGISTRY:
-        raise PVError('unknown backend %r (known: loop, cinder, vsphere, device)' % (name,))
-    return _REGISTRY[name](params)
+    """Instantiate a backend by name (see :mod:`.registry`, the single list of backends)."""
+    from .registry import get_backend as _get
+    return _get(name, params)

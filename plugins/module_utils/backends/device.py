@@ -21,11 +21,10 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ..host import devices
-from .base import Backend, BackendVolume, register
-from ..common import PVError, parse_size
+from .base import Backend, BackendVolume
+from ..common import PVError, Refused, parse_size
 
 
-@register
 class DeviceBackend(Backend):
     name = 'device'
     scope = 'local'
@@ -52,12 +51,18 @@ class DeviceBackend(Backend):
     def list_volumes(self):
         return []
 
+    def check(self, volume, action, request=None):
+        if action == 'create':
+            self.create(request)            # refuses: it creates nothing
+        if action == 'grow':
+            self.grow(volume, None)         # refuses: it grows nothing
+
     def create(self, request):
-        raise PVError('volume %s: the device backend attaches nothing; give backend_options.locators '
+        raise Refused('volume %s: the device backend attaches nothing; give backend_options.locators '
                       '(the stable device links of storage already attached to this host)' % request.name)
 
     def grow(self, volume, new_size):
-        raise PVError('volume %s: the device backend cannot grow storage; grow it where it is provisioned '
+        raise Refused('volume %s: the device backend cannot grow storage; grow it where it is provisioned '
                       'and pass the new backend_options.size' % volume.name)
 
     def attach(self, volume):

@@ -15,8 +15,8 @@ __metaclass__ = type
 import glob
 import os
 
-from .base import Backend, BackendVolume, register
-from ..common import MANAGED_ROOT, PVError, human_size, run
+from .base import Backend, BackendVolume
+from ..common import MANAGED_ROOT, PVError, Refused, human_size, run
 from ..host.devices import block_size
 
 
@@ -36,11 +36,15 @@ def loop_devices():
     return found
 
 
-@register
 class LoopBackend(Backend):
     name = 'loop'
     scope = 'local'
     volume_options = ()
+
+    @classmethod
+    def host_devices(cls):
+        """Image path -> the loop devices it is attached to (from sysfs)."""
+        return loop_devices()
 
     def __init__(self, params=None):
         super(LoopBackend, self).__init__(params)
@@ -102,7 +106,7 @@ class LoopBackend(Backend):
 
     def grow(self, volume, new_size):
         if new_size < volume.size:
-            raise PVError('refusing to shrink %s from %s to %s'
+            raise Refused('refusing to shrink %s from %s to %s'
                           % (volume.name, human_size(volume.size), human_size(new_size)))
         with open(volume.id, 'r+b') as handle:
             os.ftruncate(handle.fileno(), new_size)

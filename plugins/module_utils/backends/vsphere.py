@@ -39,8 +39,8 @@ import os
 import threading
 import time
 
-from .base import Backend, BackendVolume, register
-from ..common import PVError, human_size, validate_name
+from .base import Backend, BackendVolume
+from ..common import AGAIN, InUse, PVError, Refused, TimedOut, human_size, poll, validate_name
 from ..host import devices
 from ..vmware import client as vc
 from ..vmware import disk as vd
@@ -52,7 +52,6 @@ OPTION_CHOICES = {
 }
 
 
-@register
 class VSphereBackend(Backend):
     name = 'vsphere'
     scope = 'global'
@@ -290,7 +289,7 @@ class VSphereBackend(Backend):
 
     def grow(self, volume, new_size):
         if new_size < volume.size:
-            raise PVError('refusing to shrink %s from %s to %s'
+            raise Refused('refusing to shrink %s from %s to %s'
                           % (volume.name, human_size(volume.size), human_size(new_size)))
         self._check_owned(volume, 'grow')
         if vd.round_size(new_size) != new_size:
@@ -309,15 +308,27 @@ class VSphereBackend(Backend):
 
     def _check_owned(self, volume, what):
         if not volume.owned:
-            raise PVError('refusing to %s %s: it was not created by this collection '
+            raise Refused('refusing to %s %s: it was not created by this collection '
                           '(no ownership marker); adopt it with adopt_id' % (what, volume.id))
+
+    def _check_not_elsewhere(self, volume, what):
+        if volume.attached_to and volume.attached_to != self.vm._moId:
+            if what == 'delete':
+                raise InUse('refusing to delete %s: it is attached to VM %s' % (volume.id, volume.attached_to))
+            raise InUse('%s is attached to VM %s; detach it there first (state: detached on that host)'
+                        % (volume.id, volume.attached_to))
+
+    def check(self, volume, action, request=None):
+        """The refusals of grow/attach/delete, made while planning (reads only)."""
+        if action in ('grow', 'delete'):
+            self._check_owned(volume, action)
+        if action in ('attach', 'delete'):
+            self._check_not_elsewhere(volume, action)
 
     def attach(self, volume):
         if volume.attached_here:
             return volume
-        if volume.attached_to and volume.attached_to != self.vm._moId:
-            raise PVError('%s is attached to VM %s; detach it there first (state: detached on that host)'
-                          % (volume.id, volume.attached_to))
+        self._check_not_elsewhere(volume, 'attach')
         disk = self._apply(self._want(volume.name, volume.id, opts=self._vol_opts(volume)))
         if volume.extra.get('adopted') and not volume.owned:
             vd.write_marker(self.client, volume.id, self.dc, volume.name, volume.size, {'adopted': True})
@@ -331,50 +342,52 @@ class VSphereBackend(Backend):
         if not volume.attached_here:
             raise PVError('%s is not attached to this VM' % volume.id)
         deadline = time.monotonic() + timeout
-        scanned = False
-        while True:
+        scanned = []
+        seen = {'locators': []}
+
+        def attempt():
             locators = self._locators(volume)
-            remaining = deadline - time.monotonic()
-            if locators:
-                volume.locators = locators
-                wait = max(remaining, 0.0) if scanned else min(2.0, max(remaining, 0.0))
-                try:
-                    return devices.wait_for_device(locators, volume.size, timeout=wait, what=volume.name)[1]
-                except PVError as exc:
-                    if not str(exc).startswith('timed out'):
-                        raise       # e.g. the size check refused the device
-                if time.monotonic() >= deadline:
-                    raise PVError('timed out after %ss waiting for %s (SCSI(%s:%s)%s) to appear at any of: %s'
-                                  % (timeout, volume.id, volume.extra.get('controller_bus'),
-                                     volume.extra.get('unit_number'),
-                                     ', uuid %s' % volume.extra['uuid'] if volume.extra.get('uuid') else '',
-                                     ', '.join(locators)))
-                if not scanned:
-                    # not there after 2 s: controllers without hot-plug events (LSI Logic) need a scan
-                    guest.scan_scsi_target(volume.extra.get('controller_type'), volume.extra.get('bus_rank', 0),
-                                           volume.extra.get('unit_number', 0), volume.extra.get('pci_slot'),
-                                           self.sys_root)
-                    scanned = True
-                continue
-            if remaining <= 0:
-                raise PVError('timed out after %ss: the %s controller of %s (SCSI bus %s) is not visible '
-                              'in this guest, and the disk has no uuid to find it by (set disk.EnableUUID '
-                              'and power-cycle the VM)'
-                              % (timeout, volume.extra.get('controller_type'), volume.id,
-                                 volume.extra.get('controller_bus')))
-            time.sleep(0.2)
+            if not locators:
+                return AGAIN
+            seen['locators'] = volume.locators = locators
+            remaining = max(deadline - time.monotonic(), 0.0)
+            try:
+                return devices.wait_for_device(locators, volume.size, what=volume.name,
+                                               timeout=remaining if scanned else min(2.0, remaining))[1]
+            except TimedOut:
+                pass            # any other error (the size check refused the device) goes up
+            if not scanned:
+                # not there after 2 s: controllers without hot-plug events (LSI Logic) need a scan
+                guest.scan_scsi_target(volume.extra.get('controller_type'), volume.extra.get('bus_rank', 0),
+                                       volume.extra.get('unit_number', 0), volume.extra.get('pci_slot'),
+                                       self.sys_root)
+                scanned.append(True)
+            return AGAIN
+
+        def late():
+            if seen['locators']:
+                raise TimedOut('timed out after %ss waiting for %s (SCSI(%s:%s)%s) to appear at any of: %s'
+                               % (timeout, volume.id, volume.extra.get('controller_bus'),
+                                  volume.extra.get('unit_number'),
+                                  ', uuid %s' % volume.extra['uuid'] if volume.extra.get('uuid') else '',
+                                  ', '.join(seen['locators'])))
+            raise TimedOut('timed out after %ss: the %s controller of %s (SCSI bus %s) is not visible '
+                           'in this guest, and the disk has no uuid to find it by (set disk.EnableUUID '
+                           'and power-cycle the VM)'
+                           % (timeout, volume.extra.get('controller_type'), volume.id,
+                              volume.extra.get('controller_bus')))
+        return poll(attempt, timeout, late, interval=0.2, max_interval=0.2)
 
     def refresh_device(self, volume, device, timeout=10):
         """After a grow: SCSI rescan, then give the new capacity a moment to show."""
         guest.rescan_device(device, self.sys_root)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def attempt():
             try:
-                if devices.block_size(device) >= volume.size:
-                    return
+                return None if devices.block_size(device) >= volume.size else AGAIN
             except OSError:
-                return
-            time.sleep(0.1)
+                return None
+        poll(attempt, timeout, lambda: None, interval=0.1)
 
     def detach(self, volume):
         if not volume.attached_here:
@@ -387,6 +400,8 @@ class VSphereBackend(Backend):
 
     def delete(self, volume):
         self._check_owned(volume, 'delete')
-        if volume.attached_to and volume.attached_to != self.vm._moId:
-            raise PVError('refusing to delete %s: it is attached to VM %s' % (volume.id, volume.attached_to))
+        self._check_not_elsewhere(volume, 'delete')
+        if volume.extra.get('adopted') and vd.read_marker(self.client, volume.id, self.dc) is None:
+            # adopted by id (adopt_id): mark it ours, as attach does, so the disk layer destroys it
+            vd.write_marker(self.client, volume.id, self.dc, volume.name, volume.size, {'adopted': True})
         self._apply({'state': 'absent', 'filename': volume.id, 'destroy': True, 'enable_uuid': False})

@@ -9,11 +9,18 @@ volume-plugin daemon. A run:
 1. validates every spec (nothing is touched if any is bad);
 2. reads the world once: the state record (under its lock), the mount table
    and fstab, the backends (one batched lookup each), Docker volumes/containers;
-3. plans every volume and refuses unsafe plans (shrink, in use, foreign
-   signatures) before changing anything;
-4. in check mode returns the plan; otherwise runs the per-volume work
-   (storage, filesystem, mount) in a small thread pool, then writes fstab, the
-   Docker volumes and the state record once.
+3. plans every volume with the rules of :mod:`.plan` (functions over that snapshot) and
+   refuses unsafe plans (shrink, in use, foreign signatures, the backends' own refusals)
+   before changing anything;
+4. in check mode returns the plan; otherwise creates and attaches storage in one batch per
+   backend that has real batches (cinder: ``create_many``/``attach_many``), runs the
+   per-volume work (storage, filesystem, mount) in a small thread pool, then writes fstab,
+   the Docker volumes and the state record once. A volume that fails reports only what
+   was really done.
+
+Rule: orchestration only. The world (state store, host snapshot, backends, Docker) can be
+handed in (``Engine(..., state_store=, host_snapshot=, backends=, docker=)``); the defaults
+read the real host.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -26,8 +33,11 @@ import uuid as uuidlib
 from concurrent.futures import ThreadPoolExecutor
 
 from ..host import chain as host
-from ..backends.base import VolumeRequest, get_backend
-from ..common import MANAGED_LABEL, MANAGED_ROOT, PVError, human_size, parse_size, validate_mount_path, validate_name
+from ..backends import registry
+from ..backends.base import VolumeRequest
+from ..backends.registry import get_backend
+from ..common import MANAGED_ROOT, PVError, human_size, parse_size, validate_mount_path, validate_name
+from .plan import Plan, World, check_list, fstab_entry, plan_filesystem, plan_present, plan_remove
 from .state import StateStore
 
 STATES = ('present', 'detached', 'absent')
@@ -97,48 +107,15 @@ class VolumeSpec(object):
         return VolumeRequest(self.name, self.size, self.options, self.adopt_id)
 
 
-class Plan(object):
-    """What will happen (or happened) to one volume."""
-
-    def __init__(self, spec):
-        self.spec = spec
-        self.actions = []
-        self.vol = None          # BackendVolume
-        self.device = None
-        self.fs = None           # (fstype, uuid, size) as found/made
-        self.fs_uuid = None
-        self.error = None
-        self.before = {}
-        self.after = {}
-        self.warnings = []
-        self.users = []
-
-    def add(self, action):
-        if action not in self.actions:
-            self.actions.append(action)
-
-    def record(self):
-        spec, vol = self.spec, self.vol
-        return {
-            'name': spec.name,
-            'state': spec.state,
-            'backend': spec.backend,
-            'backend_id': vol.id if vol else None,
-            'device': self.device,
-            'fstype': spec.fstype,
-            'fs_uuid': self.fs_uuid,
-            'size': vol.size if vol else spec.size,
-            'size_human': human_size(vol.size if vol else spec.size) if (vol or spec.size) else None,
-            'mountpoint': spec.mount_path if spec.state == 'present' else None,
-            'docker_volume': spec.name if (spec.state == 'present' and spec.docker_volume) else None,
-            'changed': bool(self.actions),
-            'actions': list(self.actions),
-        }
-
-
 class Engine(object):
+    """``Engine(root, fstab_path, check_mode, backend_params)`` as the module and the daemon call it;
+    the world can be injected: ``state_store`` (a :class:`StateStore`), ``host_snapshot`` (a callable
+    returning a :class:`host.chain.HostSnapshot`, called once per run under the state lock),
+    ``backends`` (``{name: Backend}``), ``docker`` (a :class:`docker.volumes.DockerVolumes`)."""
+
     def __init__(self, root=MANAGED_ROOT, fstab_path=host.FSTAB, check_mode=False,
-                 backend_params=None, docker=None, workers=4, log=None):
+                 backend_params=None, docker=None, workers=4, log=None,
+                 state_store=None, host_snapshot=None, backends=None, only_backends=False):
         self.root = root
         self.fstab_path = fstab_path
         self.check_mode = check_mode
@@ -146,12 +123,17 @@ class Engine(object):
         self._docker = docker
         self.workers = workers
         self.log = log or (lambda msg: None)
-        self.backends = {}
+        self.backends = dict(backends or {})
+        self.only_backends = only_backends     # True: no backend but the injected ones (tests)
         self.warnings = []
+        self._store = state_store
+        self._snapshot = host_snapshot or (lambda: host.HostSnapshot(self.fstab_path))
 
     # -- helpers -------------------------------------------------------------
     def backend(self, name):
         if name not in self.backends:
+            if self.only_backends:
+                raise PVError('backend %s is not available here (known: %s)' % (name, ', '.join(sorted(self.backends))))
             params = dict(self.backend_params.get(name) or {})
             params.setdefault('root', self.root)
             self.backends[name] = get_backend(name, params)
@@ -171,40 +153,30 @@ class Engine(object):
     # -- the one entry point -------------------------------------------------
     def apply(self, raw_specs):
         specs = [s if isinstance(s, VolumeSpec) else VolumeSpec.from_dict(s, self.root) for s in raw_specs]
-        seen = {}
-        for spec in specs:
-            if spec.name in seen:
-                raise PVError('volume %s is listed twice' % spec.name)
-            seen[spec.name] = spec
-        targets = {}
-        for spec in specs:
-            if spec.state == 'present':
-                if spec.mount_path in targets:
-                    raise PVError('volumes %s and %s share the mount path %s'
-                                  % (targets[spec.mount_path], spec.name, spec.mount_path))
-                targets[spec.mount_path] = spec.name
+        check_list(specs)
         for spec in specs:
             self.backend(spec.backend)       # unknown backend or missing SDK fails here
         for name in sorted(set(spec.backend for spec in specs)):
             self.backend(name).check_host()  # e.g. which Nova server this is: fails before any change
 
-        store = StateStore(self.root)
+        store = self._store if self._store is not None else StateStore(self.root)
         store.lock()
         try:
-            snapshot = host.HostSnapshot(self.fstab_path)
+            snapshot = self._snapshot()
             plans = [Plan(spec) for spec in specs]
             self._lookup(plans)
             need_docker = any(p.spec.docker_volume or (p.spec.state != 'present' and p.spec.check_users)
                               for p in plans)
             docker = self.docker if need_docker else None
+            world = World(snapshot, docker, store.volumes, self.backend)
             for plan in plans:
                 if plan.spec.state == 'present':
-                    self._plan_present(plan, snapshot, docker, store)
+                    plan_present(plan, world)
                 else:
-                    self._plan_remove(plan, snapshot, docker, store)
+                    plan_remove(plan, world)
             if self.check_mode:
                 return self._results(plans)
-            self._execute(plans, snapshot, docker, store)
+            self._execute(plans, world, store)
             return self._results(plans)
         finally:
             store.unlock()
@@ -231,189 +203,9 @@ class Engine(object):
             for plan in group:
                 plan.vol = found.get(plan.spec.name)
 
-    # -- planning (reads only) -----------------------------------------------
-    def _plan_present(self, plan, snapshot, docker, store):
-        spec, vol = plan.spec, plan.vol
-        backend = self.backend(spec.backend)
-        rec = store.volumes.get(spec.name) or {}
-        plan.before = self._describe(plan, snapshot, docker, rec)
-        if vol is None:
-            plan.add('create')
-            plan.add('attach')
-            plan.add('mkfs')
-        else:
-            if spec.size < vol.size:
-                raise PVError('volume %s: refusing to shrink from %s to %s (shrinking is never done)'
-                              % (spec.name, human_size(vol.size), human_size(spec.size)))
-            if spec.size > vol.size:
-                plan.add('grow')
-            if not vol.attached_here:
-                plan.add('attach')
-        mounted = snapshot.mounted_at(spec.mount_path)
-        device = vol.device if vol is not None else None
-        if vol is not None and vol.attached_here and not device:
-            device = self._find_device(backend, vol, spec)
-        if device:
-            plan.device = device
-            self._plan_filesystem(plan, device)
-            if mounted is not None and mounted.devno != host.device_number(device):
-                raise PVError('volume %s: %s already has another filesystem mounted (%s)'
-                              % (spec.name, spec.mount_path, mounted.source))
-            if mounted is None:
-                plan.add('mount')
-            # a mounted filesystem's on-disk superblock can lag (xfs logs the change):
-            # trust the size we recorded when we last grew it
-            fs_size = (rec.get('fs_size') if mounted is not None else None) or (
-                plan.fs[2] if plan.fs else vol.size)
-            if plan.fs and ('grow' in plan.actions or fs_size < vol.size):
-                plan.add('growfs')
-                if docker is not None:
-                    plan.users = docker.users_of(spec.name, spec.mount_path)
-        elif mounted is not None:
-            raise PVError('volume %s: %s already has another filesystem mounted (%s)'
-                          % (spec.name, spec.mount_path, mounted.source))
-        else:
-            plan.add('mount')
-        if 'mount' in plan.actions and 'grow' in plan.actions:
-            plan.add('growfs')
-        if 'mount' not in plan.actions:
-            if host.ownership_diff(spec.mount_path, spec.owner, spec.group, spec.mode):
-                plan.add('ownership')
-        elif 'mkfs' in plan.actions:
-            # a new filesystem's root is root:root 0755
-            if (host.resolve_uid(spec.owner) not in (None, 0) or host.resolve_gid(spec.group) not in (None, 0)
-                    or spec.mode not in (None, 0o755)):
-                plan.add('ownership')
-        elif spec.owner is not None or spec.group is not None or spec.mode is not None:
-            plan.add('ownership')    # unknown until mounted: predicted, applied only if it differs
-        fs_uuid = plan.fs_uuid or rec.get('fs_uuid')
-        entry = self._fstab_entry(backend, plan, fs_uuid)
-        current = snapshot.fstab.get(spec.mount_path)
-        if current is None or (entry is not None and current != entry):
-            plan.add('fstab')
-        if spec.docker_volume:
-            labels = docker.wanted_labels(spec.backend, spec.labels)
-            drift = docker.drift(spec.name, spec.mount_path, labels)
-            if drift is None:
-                plan.add('docker_volume')
-            elif drift:
-                users = docker.users_of(spec.name)
-                if users:
-                    raise PVError('volume %s: the Docker volume differs (%s) but containers use it (%s); '
-                                  'stop them or change the request back'
-                                  % (spec.name, '; '.join(drift), ', '.join(u[0] for u in users)))
-                plan.add('docker_volume_recreate')
-        plan.after = self._describe_wanted(plan, fs_uuid)
-
-    def _find_device(self, backend, vol, spec):
-        try:
-            return backend.locate(vol, timeout=min(spec.timeout, 5))
-        except PVError as exc:
-            raise PVError('volume %s: %s' % (spec.name, exc))
-
-    def _plan_filesystem(self, plan, device):
-        spec = plan.spec
-        found = host.read_superblock(device)
-        if found is not None and found[0] == spec.fstype:
-            plan.fs = found
-            plan.fs_uuid = found[1]
-            return
-        if found is None:
-            if plan.vol is not None and plan.vol.extra.get('fresh'):
-                signature = {}
-            else:
-                signature = host.probe_signatures(device)
-            if not signature:
-                plan.add('mkfs')
-                return
-            what = host.describe_signature(signature)
-        else:
-            what = 'a %s filesystem' % found[0]
-        if not spec.force_format:
-            raise PVError('volume %s: device %s carries %s; refusing to format it as %s '
-                          '(set force_format: true to destroy what is there)'
-                          % (spec.name, device, what, spec.fstype))
-        plan.add('wipe')
-        plan.add('mkfs')
-
-    def _fstab_entry(self, backend, plan, fs_uuid):
-        spec = plan.spec
-        vol = plan.vol or _Placeholder(spec)
-        if fs_uuid is None and backend.fstab_source(vol, plan.device, 'X') == 'UUID=X':
-            return None
-        source = backend.fstab_source(vol, plan.device, fs_uuid)
-        opts = list(spec.mount_options)
-        for extra in backend.fstab_options(vol):
-            if extra not in opts:
-                opts.append(extra)
-        return host.FstabEntry(source, spec.mount_path, spec.fstype, ','.join(opts), 0,
-                               2 if spec.fstype == 'ext4' else 0)
-
-    def _describe(self, plan, snapshot, docker, rec):
-        spec, vol = plan.spec, plan.vol
-        entry = snapshot.fstab.get(spec.mount_path)
-        mounted = snapshot.mounted_at(spec.mount_path)
-        desc = {
-            'storage': ('%s (%s)' % (vol.id, human_size(vol.size))) if vol else None,
-            'mounted': mounted.source if mounted else None,
-            'fstab': entry.render() if entry else None,
-        }
-        if docker is not None:
-            desc['docker_volume'] = spec.name in docker.volumes()
-        return desc
-
-    def _describe_wanted(self, plan, fs_uuid):
-        spec = plan.spec
-        backend = self.backend(spec.backend)
-        entry = self._fstab_entry(backend, plan, fs_uuid or '<new uuid>')
-        after = {
-            'storage': '%s (%s)' % (plan.vol.id if plan.vol else '<new %s volume>' % spec.backend,
-                                    human_size(spec.size)),
-            'mounted': spec.mount_path and (plan.device or '<device>'),
-            'fstab': entry.render() if entry else None,
-        }
-        if spec.docker_volume:
-            after['docker_volume'] = True
-        return after
-
-    def _plan_remove(self, plan, snapshot, docker, store):
-        spec, vol = plan.spec, plan.vol
-        rec = store.volumes.get(spec.name) or {}
-        mount_path = rec.get('mountpoint') or spec.mount_path
-        spec.mount_path = mount_path
-        plan.before = self._describe(plan, snapshot, docker, rec)
-        users = docker.users_of(spec.name, mount_path) if (spec.check_users and docker is not None) else []
-        if users:
-            if not spec.force:
-                raise PVError('volume %s is in use by container(s) %s; refusing state=%s '
-                              '(stop and remove them, or set force: true to remove them)'
-                              % (spec.name, ', '.join('%s (%s)' % u for u in users), spec.state))
-            plan.add('remove_containers')
-            plan.users = [u[0] for u in users]
-        existing = docker.volumes().get(spec.name) if docker is not None else None
-        if existing is not None and spec.docker_volume:
-            labels = existing.get('Labels') or {}
-            if labels.get(MANAGED_LABEL) == 'true':
-                plan.add('docker_volume_remove')
-            else:
-                plan.warnings.append('Docker volume %s is not managed by this collection; left alone'
-                                     % spec.name)
-        if snapshot.mounted_at(mount_path) is not None:
-            plan.add('umount')
-        if snapshot.fstab.get(mount_path) is not None:
-            plan.add('fstab_remove')
-        if vol is not None and vol.attached_here:
-            plan.add('detach')
-        if spec.state == 'absent' and vol is not None:
-            plan.add('delete')
-        if spec.state == 'absent' and rec:
-            plan.add('forget')
-        plan.after = {'storage': ('%s (%s)' % (vol.id, human_size(vol.size)))
-                      if (vol and spec.state == 'detached') else None,
-                      'mounted': None, 'fstab': None, 'docker_volume': False}
-
     # -- execution ---------------------------------------------------------------
-    def _execute(self, plans, snapshot, docker, store):
+    def _execute(self, plans, world, store):
+        snapshot, docker = world.host, world.docker
         creating = [p for p in plans if 'create' in p.actions]
         for plan in creating:
             store.volumes[plan.spec.name] = {'backend': plan.spec.backend, 'status': 'provisioning',
@@ -427,27 +219,32 @@ class Engine(object):
                 try:
                     if 'remove_containers' in plan.actions:
                         docker.remove_containers(plan.users)
+                        plan.did('remove_containers')
                     if 'docker_volume_remove' in plan.actions:
                         docker.remove(plan.spec.name)
+                        plan.did('docker_volume_remove')
                 except PVError as exc:
                     plan.error = str(exc)
 
         work = [p for p in plans if p.actions and not p.error]
+        self._provision_batches(work)
+        work = [p for p in work if not p.error]
         if work:
             with ThreadPoolExecutor(max_workers=max(1, min(self.workers, len(work)))) as pool:
-                list(pool.map(lambda p: self._run_volume(p, snapshot), work))
+                list(pool.map(lambda p: self._run_volume(p, world), work))
 
         for plan in plans:
             if plan.error:
                 continue
             spec = plan.spec
             if spec.state == 'present':
-                entry = self._fstab_entry(self.backend(spec.backend), plan, plan.fs_uuid)
+                entry = fstab_entry(self.backend(spec.backend), plan, plan.fs_uuid)
                 if entry is not None and snapshot.fstab.get(spec.mount_path) != entry:
                     snapshot.fstab.set(spec.name, entry)
-                    plan.add('fstab')
+                    plan.did('fstab')
             elif 'fstab_remove' in plan.actions:
                 snapshot.fstab.remove(spec.mount_path)
+                plan.did('fstab_remove')
         snapshot.fstab.write()
 
         for plan in plans:
@@ -459,8 +256,10 @@ class Engine(object):
                 if 'docker_volume_recreate' in plan.actions:
                     docker.remove(spec.name)
                     docker.create(spec.name, spec.mount_path, labels)
+                    plan.did('docker_volume_recreate')
                 elif 'docker_volume' in plan.actions:
                     docker.create(spec.name, spec.mount_path, labels)
+                    plan.did('docker_volume')
             except PVError as exc:
                 plan.error = str(exc)
 
@@ -486,31 +285,73 @@ class Engine(object):
                 if spec.name in store.volumes:
                     store.volumes[spec.name].update({'status': 'detached', 'updated': now})
             else:
-                store.volumes.pop(spec.name, None)
+                if store.volumes.pop(spec.name, None) is not None:
+                    plan.did('forget')
         store.save()
 
-    def _run_volume(self, plan, snapshot):
+    def _provision_batches(self, plans):
+        """For backends with real batches (registry capability ``batch``: cinder), create every new
+        volume with one ``create_many`` and attach with one ``attach_many`` (requests sent in
+        parallel, ONE wait for all), instead of one volume at a time in the per-volume workers.
+        A volume that also grows keeps the per-volume order (grow, then attach)."""
+        by_backend = {}
+        for plan in plans:
+            if plan.spec.state == 'present' and registry.info(plan.spec.backend).can('batch'):
+                by_backend.setdefault(plan.spec.backend, []).append(plan)
+        for name, group in sorted(by_backend.items()):
+            backend = self.backend(name)
+            creates = [p for p in group if p.vol is None]
+            if creates:
+                self.log('create %s %s' % (name, ', '.join(
+                    '%s (%s)' % (p.spec.name, human_size(p.spec.size)) for p in creates)))
+                try:
+                    made = backend.create_many([p.spec.request() for p in creates])
+                except PVError as exc:
+                    for plan in creates:
+                        plan.error = str(exc)
+                else:
+                    for plan, vol in zip(creates, made):
+                        plan.vol = vol
+                        plan.did('create')
+            attach = [p for p in group if not p.error and p.vol is not None and not p.vol.attached_here
+                      and 'grow' not in p.actions]
+            if attach:
+                self.log('attach %s %s' % (name, ', '.join(p.spec.name for p in attach)))
+                try:
+                    done = backend.attach_many([p.vol for p in attach])
+                except PVError as exc:
+                    for plan in attach:
+                        plan.error = str(exc)
+                else:
+                    for plan, vol in zip(attach, done):
+                        plan.vol = vol
+                        plan.did('attach')
+
+    def _run_volume(self, plan, world):
         try:
             if plan.spec.state == 'present':
-                self._run_present(plan, snapshot)
+                self._run_present(plan, world)
             else:
-                self._run_remove(plan, snapshot)
+                self._run_remove(plan)
         except PVError as exc:
             plan.error = str(exc)
         except (OSError, IOError) as exc:
             plan.error = '%s: %s' % (type(exc).__name__, exc)
 
-    def _run_present(self, plan, snapshot):
+    def _run_present(self, plan, world):
         spec = plan.spec
         backend = self.backend(spec.backend)
         if plan.vol is None:
             self.log('create %s %s (%s)' % (spec.backend, spec.name, human_size(spec.size)))
             plan.vol = backend.create(spec.request())
+            plan.did('create')
         elif 'grow' in plan.actions:
             self.log('grow %s %s -> %s' % (spec.backend, spec.name, human_size(spec.size)))
             plan.vol = backend.grow(plan.vol, spec.size)
+            plan.did('grow')
         if not plan.vol.attached_here:
             plan.vol = backend.attach(plan.vol)
+            plan.did('attach')
         if 'grow' in plan.actions:
             stale = plan.vol.device or _first_existing(plan.vol.locators)[1]
             backend.refresh_device(plan.vol, stale)
@@ -521,30 +362,31 @@ class Engine(object):
             # image): decide now with the same rules; raises on any foreign signature
             if 'mkfs' in plan.actions:
                 plan.actions.remove('mkfs')
-            self._plan_filesystem(plan, device)
+            plan_filesystem(plan, world, device)
             if plan.fs is not None and plan.fs[2] < plan.vol.size:
                 plan.add('growfs')
         if 'mkfs' in plan.actions:
             if 'wipe' in plan.actions:
                 host.wipe(device)
+                plan.did('wipe')
             fs_uuid = str(uuidlib.uuid4())
             self.log('mkfs.%s %s' % (spec.fstype, device))
             host.mkfs(device, spec.fstype, spec.name, fs_uuid, force='wipe' in plan.actions,
                       extra_args=spec.mkfs_options)
             plan.fs_uuid = fs_uuid
             plan.fs = (spec.fstype, fs_uuid, plan.vol.size)
-        if snapshot.mounted_at(spec.mount_path) is None:
+            plan.did('mkfs')
+        if world.host.mounted_at(spec.mount_path) is None:
             host.ensure_dir(spec.mount_path)
             host.mount(device, spec.mount_path, spec.fstype, _live_options(spec))
-            plan.add('mount')
+            plan.did('mount')
         if 'growfs' in plan.actions and 'mkfs' not in plan.actions:
             self._grow_fs(plan, device)
         if host.apply_ownership(spec.mount_path, spec.owner, spec.group, spec.mode):
-            plan.add('ownership')
+            plan.did('ownership')
 
     def _grow_fs(self, plan, device):
         spec = plan.spec
-        plan.add('growfs')
         try:
             host.grow_filesystem(spec.fstype, device, spec.mount_path)
         except host.OnlineResizeDenied as exc:
@@ -554,8 +396,9 @@ class Engine(object):
             plan.warnings.append('%s: online resize not permitted here (%s); grown offline (unmount, e2fsck, '
                                  'resize2fs, mount)' % (spec.name, exc))
             host.grow_filesystem_offline(device, spec.mount_path, spec.fstype, _live_options(spec))
+        plan.did('growfs')
 
-    def _run_remove(self, plan, snapshot):
+    def _run_remove(self, plan):
         spec = plan.spec
         backend = self.backend(spec.backend)
         if 'umount' in plan.actions:
@@ -563,10 +406,13 @@ class Engine(object):
                 host.umount(spec.mount_path)
             except PVError as exc:
                 raise PVError('cannot unmount %s (still busy?): %s' % (spec.mount_path, exc))
+            plan.did('umount')
         if 'detach' in plan.actions:
             backend.detach(plan.vol)
+            plan.did('detach')
         if 'delete' in plan.actions:
             backend.delete(plan.vol)
+            plan.did('delete')
         if spec.state == 'absent' and os.path.isdir(spec.mount_path) and not os.path.ismount(spec.mount_path):
             try:
                 os.rmdir(spec.mount_path)
@@ -578,16 +424,6 @@ def _live_options(spec):
     """fstab-only options dropped for a mount(8) call."""
     opts = [o for o in spec.mount_options if o not in ('nofail', 'noauto', 'auto', '_netdev')]
     return ','.join(opts) or 'defaults'
-
-
-class _Placeholder(object):
-    """Stands in for a BackendVolume that does not exist yet (check mode)."""
-
-    def __init__(self, spec):
-        self.id = '<new>'
-        self.name = spec.name
-        self.size = spec.size
-        self.extra = {}
 
 
 def _first_existing(paths):

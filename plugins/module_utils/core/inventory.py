@@ -16,7 +16,7 @@ import glob
 import os
 
 from ..host import chain as host
-from ..backends.loop import loop_devices
+from ..backends import registry
 from ..common import MANAGED_LABEL, MANAGED_ROOT
 from .state import StateStore
 
@@ -26,7 +26,7 @@ def collect(root=MANAGED_ROOT, docker=None, fstab_path=host.FSTAB, names=None):
     store = StateStore(root)
     records = store.load()['volumes']
     snapshot = host.HostSnapshot(fstab_path)
-    loops = loop_devices()
+    loops = _host_devices(set(rec.get('backend') for rec in records.values()))
     docker_vols = docker.volumes() if docker is not None else {}
     users = docker.users() if docker is not None else {}
     volumes = []
@@ -38,12 +38,26 @@ def collect(root=MANAGED_ROOT, docker=None, fstab_path=host.FSTAB, names=None):
     return {'volumes': volumes, 'orphans': orphans}
 
 
+def _host_devices(backends):
+    """``{backend id: [devices]}`` the host shows for the volumes of ``backends`` (see
+    :meth:`Backend.host_devices`), from every known backend that the records use."""
+    found = {}
+    # local backends only: a cloud volume's device is found by its stable links, and asking would
+    # import a cloud SDK for nothing
+    for name in sorted(b for b in backends if b in registry.names() and registry.scope(b) == 'local'):
+        try:
+            found.update(registry.backend_class(name).host_devices())
+        except Exception:  # pylint: disable=broad-except
+            continue        # an optional SDK missing: that backend's volumes show no device here
+    return found
+
+
 def _one(name, rec, snapshot, loops, docker_vols, users, have_docker):
     mountpoint = rec.get('mountpoint')
     mounted = snapshot.mounted_at(mountpoint) if mountpoint else None
     entry = snapshot.fstab.get(mountpoint) if mountpoint else None
     device = None
-    if rec.get('backend') == 'loop' and rec.get('backend_id'):
+    if rec.get('backend_id') and loops.get(rec['backend_id']):
         devs = loops.get(rec['backend_id']) or []
         device = sorted(devs)[0] if devs else None
     elif mounted is not None:

@@ -17,9 +17,8 @@ __metaclass__ = type
 import fcntl
 import json
 import os
-import time
 
-from ..common import MANAGED_ROOT, PVError, atomic_write, read_json
+from ..common import AGAIN, MANAGED_ROOT, TimedOut, atomic_write, poll, read_json
 
 VERSION = 1
 
@@ -44,16 +43,17 @@ class StateStore(object):
         if not os.path.isdir(self.root):
             os.makedirs(self.root, 0o755)
         self._lock_fd = os.open(os.path.join(self.root, '.lock'), os.O_RDWR | os.O_CREAT, 0o600)
-        deadline = time.monotonic() + self.lock_timeout
-        while True:
+
+        def attempt():
             try:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
+                return True
             except (IOError, OSError):
-                if time.monotonic() > deadline:
-                    raise PVError('another run holds %s/.lock for more than %ss'
-                                  % (self.root, self.lock_timeout))
-                time.sleep(0.1)
+                return AGAIN
+
+        def late():
+            raise TimedOut('another run holds %s/.lock for more than %ss' % (self.root, self.lock_timeout))
+        poll(attempt, self.lock_timeout, late, interval=0.1)
         self.load()
 
     def unlock(self):

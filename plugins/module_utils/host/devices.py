@@ -13,9 +13,8 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
-import time
 
-from ..common import PVError, human_size
+from ..common import AGAIN, PVError, Refused, TimedOut, human_size, poll
 
 DEV_ROOT = '/dev'
 
@@ -44,20 +43,22 @@ def wait_for_device(locators, expected_size=None, timeout=60, interval=0.2, what
     """
     if not locators:
         raise PVError('no stable device identifiers known for %s' % what)
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def attempt():
         for link in locators:
             if os.path.exists(link):
                 real = os.path.realpath(link)
                 if expected_size is not None:
                     actual = block_size(real)
                     if actual != expected_size:
-                        raise PVError(
+                        raise Refused(
                             'device %s (%s) for %s is %s but the backend says %s: '
                             'refusing a device that may be another disk'
                             % (link, real, what, human_size(actual), human_size(expected_size)))
                 return link, real
-        if time.monotonic() >= deadline:
-            raise PVError('timed out after %ss waiting for the device of %s to appear at any of: %s'
-                          % (timeout, what, ', '.join(locators)))
-        time.sleep(interval)
+        return AGAIN
+
+    def late():
+        raise TimedOut('timed out after %ss waiting for the device of %s to appear at any of: %s'
+                       % (timeout, what, ', '.join(locators)))
+    return poll(attempt, timeout, late, interval=interval)

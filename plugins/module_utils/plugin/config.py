@@ -40,9 +40,11 @@ import json
 import os
 import re
 
+from ..backends import registry
 from ..common import PVError, parse_size
 
-BACKENDS = ('loop', 'cinder', 'vsphere')
+#: the backends the daemon serves (the registry's ``plugin`` capability)
+BACKENDS = tuple(registry.names('plugin'))
 PLUGIN_ROOT = '/var/lib/persistent-volumes/plugin'
 SOCKET_DIR = '/run/docker/plugins'
 DRIVER_RE = re.compile(r'^[a-z0-9][a-z0-9_.-]{0,62}$')

@@ -5,7 +5,8 @@
 
 No Ansible imports (the volume-plugin daemon runs this too). Auth parameters
 are those of community.vmware (``hostname``, ``username``, ``password``,
-``port``, ``validate_certs``) with the same ``VMWARE_*`` environment fallbacks.
+``port``, ``validate_certs``) with the same ``VMWARE_*`` environment fallbacks
+(the option spec is :mod:`.spec`).
 
 Task waiting reads ``info.state`` / ``info.result`` / ``info.error`` through
 the PropertyCollector with an explicit ``pathSet`` instead of ``task.info``:
@@ -21,7 +22,6 @@ __metaclass__ = type
 import os
 import socket
 import ssl
-import time
 import traceback
 
 try:
@@ -31,7 +31,8 @@ except ImportError:  # pragma: no cover - Python 2
     from httplib import HTTPSConnection, HTTPException  # pylint: disable=import-error
     from urllib import quote  # pylint: disable=no-name-in-module
 
-from ..common import PVError
+from ..common import AGAIN, PVError, TimedOut, poll
+from .spec import DEFAULT_PORT, ENV
 
 PYVMOMI_IMP_ERR = None
 try:
@@ -43,34 +44,7 @@ except ImportError:
     HAS_PYVMOMI = False
     vim = vmodl = None
 
-ENV = {
-    'hostname': 'VMWARE_HOST',
-    'username': 'VMWARE_USER',
-    'password': 'VMWARE_PASSWORD',
-    'port': 'VMWARE_PORT',
-    'validate_certs': 'VMWARE_VALIDATE_CERTS',
-}
 AUTH_KEYS = tuple(ENV)
-
-
-def auth_argument_spec(env_fallback=None):
-    """The auth options as an Ansible argument spec.
-
-    ``env_fallback`` is Ansible's (the module passes it in, so this file needs
-    no Ansible import); without it, :func:`connection_params` falls back to the
-    environment itself.
-    """
-    def fb(key):
-        return {'fallback': (env_fallback, [ENV[key]])} if env_fallback else {}
-
-    spec = dict(
-        hostname=dict(type='str', **fb('hostname')),
-        username=dict(type='str', aliases=['admin', 'user'], **fb('username')),
-        password=dict(type='str', aliases=['pass', 'pwd'], no_log=True, **fb('password')),
-        port=dict(type='int', default=443, **fb('port')),
-        validate_certs=dict(type='bool', default=True, **fb('validate_certs')),
-    )
-    return spec
 
 
 def _to_bool(value, what):
@@ -99,7 +73,7 @@ def connection_params(params, environ=None):
         raise PVError('vSphere username and password are required '
                       '(options username/password or VMWARE_USER/VMWARE_PASSWORD)')
     try:
-        out['port'] = int(out['port'] or 443)
+        out['port'] = int(out['port'] or DEFAULT_PORT)
     except (TypeError, ValueError):
         raise PVError('vSphere port must be a number, got %r' % (out['port'],))
     out['validate_certs'] = _to_bool(True if out['validate_certs'] is None else out['validate_certs'],
@@ -244,20 +218,21 @@ class VSphere(object):
     def wait(self, task, what, timeout=None):
         """Wait for ``task``; return its result or raise :class:`TaskError`."""
         timeout = self.task_timeout if timeout is None else timeout
-        deadline = time.monotonic() + timeout
-        delay = 0.05
-        while True:
+        last = [None]
+
+        def attempt():
             info = self.props([task], vim.Task, ['info.state', 'info.error', 'info.result'])
             info = info.get(task._moId, {})
-            state = info.get('info.state')
+            state = last[0] = info.get('info.state')
             if state == 'success':
                 return info.get('info.result')
             if state == 'error':
                 raise TaskError(what, info.get('info.error'))
-            if time.monotonic() >= deadline:
-                raise PVError('%s: vSphere task %s still %s after %ss' % (what, task._moId, state, timeout))
-            time.sleep(delay)
-            delay = min(delay * 2, 1.0)
+            return AGAIN
+
+        def late():
+            raise TimedOut('%s: vSphere task %s still %s after %ss' % (what, task._moId, last[0], timeout))
+        return poll(attempt, timeout, late, interval=0.05, factor=2, max_interval=1.0)
 
     def call(self, what, method, *args, **kwargs):
         """Call a method that returns a task and wait for it; faults become PVError."""

@@ -29,19 +29,15 @@ import time
 
 from ..common import PVError, human_size
 from . import client as vc
+from .spec import CONTROLLER_TYPES, DEFAULT_FOLDER, DISK_MODES, PROVISIONING  # noqa: F401 pylint: disable=unused-import
 from . import guest
 MANAGED_BY = 'persistent_volumes.docker'
 MARKER_SUFFIX = '.pv.json'
-DEFAULT_FOLDER = 'persistent-volumes'
 MIB = 1024 * 1024
 MAX_BUS = 4            # SCSI controllers 0..3
 MAX_UNIT = 16          # units 0..15 (7 is the controller's own)
 CONTROLLER_UNIT = 7
 ENABLE_UUID = 'disk.EnableUUID'
-
-CONTROLLER_TYPES = ('pvscsi', 'lsilogic', 'lsilogicsas')
-DISK_MODES = ('independent_persistent', 'persistent', 'independent_nonpersistent')
-PROVISIONING = ('thin', 'thick', 'eagerzeroed')
 
 
 def _controller_classes():

@@ -17,7 +17,7 @@ import subprocess
 
 import pytest
 
-from cinder_helpers import guest_device
+from cinder_helpers import guest_device, wait_volume
 from pv_integration_helpers import ManagedRoot, fstab_lines, is_mountpoint  # pylint: disable=import-error
 from pv_integration_helpers import run_container as container_output  # pylint: disable=import-error
 
@@ -153,3 +153,30 @@ def test_wrong_size_refused(os_ansible, conn, uid, cleanup, os_cleanup, hypervis
     (vol,) = ours(conn, name)
     assert _blank(os.path.realpath('/dev/disk/by-id/virtio-%s' % vol.id[:20]))
     assert not is_mountpoint(pv.mountpoint(name)) and fstab_lines(uid) == []
+
+
+def test_volume_attached_elsewhere_is_refused_alike_in_check_mode_and_real_run(os_ansible, conn, uid, os_cleanup,
+                                                                               other_host, pv):
+    """Issue 9 item 8 for cinder: our volume attached to ANOTHER server. ``state: absent`` and
+    ``state: present`` (an attach that fencing refuses) fail the same way in check mode and in the
+    real run, report no action, and leave the volume where it is."""
+    name = uid + '-away'
+    vol = conn.block_storage.create_volume(name=name, size=1, metadata={
+        'pv_managed': 'persistent_volumes.docker', 'pv_name': name})
+    # os_cleanup sweeps it by its name prefix (detached from pv-other-host and deleted)
+    wait_volume(conn, vol.id, 'available')
+    conn.compute.create_volume_attachment(other_host, volume_id=vol.id)
+    wait_volume(conn, vol.id, 'in-use')
+    for state, args, expect in (('absent', {}, 'is attached to server'),
+                                ('present', {'size': '1GiB'}, 'is attached to another server'),
+                                ('present', {'size': '1GiB', 'cinder': {'cloud': 'pvtest', 'server': 'pv-docker-host',
+                                                                        'force_detach': True}}, 'fencing')):
+        for check in (True, False):
+            res = os_ansible.run([pv.task(name, state=state, check_mode=check, **args)])
+            res.assert_failed()
+            out = res.result('pv')
+            assert expect in out['msg'], (state, check, out['msg'])
+            assert not out.get('changed')
+            assert not [a for v in out.get('volumes') or [] for a in v.get('actions') or []]
+    cur = conn.block_storage.get_volume(vol.id)
+    assert cur.status == 'in-use' and [a['server_id'] for a in cur.attachments] == [other_host.id]

@@ -141,3 +141,30 @@ def test_volume_refuses_a_device_of_the_wrong_size(ansible, vs, vsphere_auth, te
     msg = r.result('volume')['msg']
     assert 'refusing a device that may be another disk' in msg and '63MiB' in msg and '64MiB' in msg
     assert not [m for m in mountpoints() if uid in m]
+
+
+def test_absent_on_a_vmdk_without_our_marker_is_refused_alike_in_check_mode_and_real_run(
+        ansible, vs, test_vm, uid, setup):
+    """Issue 9 item 8: the VMDK at our path lost its ownership marker. Check mode used to plan
+    ["delete"] (changed) while the real run refused but still reported changed and ["delete"]:
+    now both refuse, report no action, and the VMDK is left alone."""
+    emu, root, name, vsphere = setup
+    path = '[%s] %s/%s.vmdk' % (DATASTORE, FOLDER, name)
+    folder = os.path.join(datastore_dir(vs), FOLDER)
+    ansible.run([volume_task(name, vsphere, root)]).assert_changed()
+    ansible.run([volume_task(name, vsphere, root, state='detached')]).assert_changed()
+    marker = os.path.join(folder, name + '.pv.json')
+    assert os.path.exists(marker)
+    os.unlink(marker)
+    for check in (True, False):
+        r = ansible.run([volume_task(name, vsphere, root, state='absent', size=None)], check=check)
+        r.assert_failed()
+        res = r.result('volume')
+        assert 'not created by this collection' in res['msg'], res
+        assert not res.get('changed')
+        assert not [a for v in res.get('volumes') or [] for a in v.get('actions') or []]
+    assert os.path.exists(os.path.join(folder, name + '.vmdk'))
+    assert path not in vmdisks(test_vm)
+    # cleanup: adopting it back by id lets the collection delete it
+    ansible.run([volume_task(name, vsphere, root, state='absent', size=None, adopt_id=path)]).assert_changed()
+    assert not os.path.exists(os.path.join(folder, name + '.vmdk'))

@@ -1,0 +1,243 @@
+# -*- coding: utf-8 -*-
+# Copyright: persistent_volumes.docker contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""openstack/ volumes, attach and service logic with stubbed reads (the real cloud is in
+tests/integration/cinder)."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import time
+
+import pytest
+
+from ansible_collections.persistent_volumes.docker.plugins.module_utils.backends.base import VolumeRequest
+from ansible_collections.persistent_volumes.docker.plugins.module_utils.backends.registry import get_backend
+from ansible_collections.persistent_volumes.docker.plugins.module_utils.common import (
+    Conflict, InUse, NotFound, PVError, Refused)
+from ansible_collections.persistent_volumes.docker.plugins.module_utils.openstack import discovery
+from ansible_collections.persistent_volumes.docker.plugins.module_utils.openstack import service
+from ansible_collections.persistent_volumes.docker.plugins.module_utils.openstack import spec as osspec
+from ansible_collections.persistent_volumes.docker.plugins.module_utils.openstack import volumes as osv
+from ansible_collections.persistent_volumes.docker.tests.unit.plugins.module_utils.openstack.openstack_stubs import (
+    GIB, VID, Raw, ours, stub_cinder)
+
+openstack = pytest.importorskip('openstack')
+from openstack import exceptions as os_exc  # noqa: E402
+
+
+def test_locators_are_stable_ids_only():
+    locs = osv.locators(VID)
+    assert locs == [
+        '/dev/disk/by-id/virtio-0b8ef2ad-0d7d-4c8d-a',
+        '/dev/disk/by-id/virtio-' + VID,
+        '/dev/disk/by-id/scsi-0QEMU_QEMU_HARDDISK_0b8ef2ad-0d7d-4c8d-a',
+        '/dev/disk/by-id/scsi-0QEMU_QEMU_HARDDISK_' + VID,
+        '/dev/disk/by-id/wwn-0x0b8ef2ad0d7d4c8da4a85f2a6b1c9e33',
+    ]
+    assert osv.locators(VID, '/tmp/x')[0] == '/tmp/x/disk/by-id/virtio-0b8ef2ad-0d7d-4c8d-a'
+
+
+@pytest.mark.parametrize('text,expected', [('1', GIB), ('10', 10 * GIB), ('2GiB', 2 * GIB), ('1TiB', 1024 * GIB),
+                                           (None, None)])
+def test_parse_gib(text, expected):
+    assert osv.parse_gib(text) == expected
+
+
+@pytest.mark.parametrize('text,msg', [('1.5GiB', 'whole number of GiB'), ('1GB', 'whole number of GiB'),
+                                      ('0', 'at least 1'), ('x', 'not a size')])
+def test_parse_gib_errors(text, msg):
+    with pytest.raises(PVError, match=msg):
+        osv.parse_gib(text)
+
+
+def test_create_body_tags_at_create_time():
+    c = stub_cinder(metadata={'team': 'a'}, volume_type='ssd')
+    body = c.volumes.create_body(VolumeRequest('data', 2 * GIB, {'availability_zone': 'az1', 'metadata': {'x': 1}}),
+                                 'tok')
+    assert body['size'] == 2 and body['name'] == 'data'
+    assert body['volume_type'] == 'ssd' and body['availability_zone'] == 'az1'
+    assert body['metadata'] == {'team': 'a', 'x': '1', osv.OWNER_KEY: osv.OWNER_VALUE, osv.NAME_KEY: 'data',
+                                osv.TOKEN_KEY: 'tok'}
+    with pytest.raises(PVError, match='reserved'):
+        c.volumes.create_body(VolumeRequest('data', GIB, {'metadata': {osv.NAME_KEY: 'other'}}), 'tok')
+    with pytest.raises(PVError, match='whole number of GiB'):
+        c.volumes.create_body(VolumeRequest('data', GIB + 1), 'tok')
+    with pytest.raises(PVError, match='unknown cinder option'):
+        c.volumes.create_body(VolumeRequest('data', GIB, {'datastore': 'x'}), 'tok')
+    with pytest.raises(PVError, match='reserved'):
+        stub_cinder(metadata={osv.OWNER_KEY: 'x'})
+
+
+def test_lookup_matches_our_marks_only_and_refuses_ambiguity():
+    c = stub_cinder(listed=[ours('a', id='1' * 36), ours('b', id='2' * 36)])
+    found = c.volumes.lookup([VolumeRequest('a', GIB), VolumeRequest('c', GIB)])
+    assert list(found) == ['a'] and found['a'].id == '1' * 36 and found['a'].owned
+    assert found['a'].size == GIB and found['a'].locators[0].endswith('virtio-' + '1' * 20)
+    c.volumes.listed.append(ours('a', id='3' * 36))
+    with pytest.raises(Conflict, match='2 Cinder volumes carry our mark'):
+        c.volumes.lookup([VolumeRequest('a', GIB)])
+
+
+def test_adopt_by_id():
+    foreign = Raw(id='9' * 36, name='legacy', metadata={'owner': 'x'})
+    c = stub_cinder(by_id={foreign.id: foreign})
+    vol = c.volumes.lookup([VolumeRequest('mine', None, adopt_id=foreign.id)])['mine']
+    assert vol.owned and vol.extra['adopted']
+    with pytest.raises(NotFound, match='does not exist'):
+        c.volumes.lookup([VolumeRequest('mine', None, adopt_id='8' * 36)])
+    taken = ours('other', id='7' * 36)
+    c.volumes.by_id_map[taken.id] = taken
+    with pytest.raises(Conflict, match='already belongs to volume other'):
+        c.volumes.lookup([VolumeRequest('mine', None, adopt_id=taken.id)])
+
+
+def test_not_ours_is_never_modified():
+    c = stub_cinder()
+    foreign = c.volumes.to_backend_volume(Raw(metadata={'owner': 'x'}))
+    assert not foreign.owned
+    for action in ('grow', 'attach', 'detach', 'delete'):
+        with pytest.raises(Refused, match='not created by this collection'):
+            c.volumes.ensure_ours(foreign, action)
+    server = type('Server', (), {'id': 'srv', 'name': 'host'})()
+    with pytest.raises(Refused, match='not created by this collection'):
+        c.attachments.attach_many([foreign], server=server)
+
+
+def test_shrink_refused_and_same_size_noop():
+    c = stub_cinder()
+    vol = c.volumes.to_backend_volume(ours('a', size=2))
+    with pytest.raises(Refused, match='refusing to shrink'):
+        c.volumes.grow(vol, GIB)
+    assert c.volumes.grow(vol, 2 * GIB) is vol
+
+
+def test_post_create_finds_a_create_that_went_through(monkeypatch):
+    monkeypatch.setattr(time, 'sleep', lambda s: None)
+    made = []
+
+    class Conn(object):
+        class block_storage(object):
+            calls = []
+
+            @classmethod
+            def create_volume(cls, **body):
+                cls.calls.append(body)
+                made.append(Raw(id='5' * 36, name=body['name'], metadata=body['metadata'], status='creating'))
+                raise os_exc.HttpException(message='gateway', http_status=502)
+    c = stub_cinder(retry_timeout=5, conn=Conn())
+    c.volumes.list_owned = lambda name=None: made
+    raw = c.volumes.post_create(VolumeRequest('a', GIB))
+    assert raw.id == '5' * 36 and len(Conn.block_storage.calls) == 1
+
+
+def test_ensure_volumes_plans_before_changing(monkeypatch):
+    c = stub_cinder(listed=[ours('a', size=2)])
+    calls = []
+    monkeypatch.setattr(c.volumes, 'create_many', lambda reqs: calls.append('create'))
+    with pytest.raises(Refused, match='refusing to shrink'):
+        service.ensure_volumes(c, [dict(name='new', size=GIB), dict(name='a', size=GIB)])
+    assert calls == []
+    records, changed, diff = service.ensure_volumes(c, [dict(name='new', size=GIB), dict(name='a', size=4 * GIB)],
+                                                    check_mode=True)
+    assert changed and [r['actions'] for r in records] == [['create'], ['grow']]
+    assert diff['after']['a']['size'] == '4GiB' and diff['before']['new'] == {'state': 'absent'}
+    assert calls == []
+    attached = ours('b', attachments=[{'server_id': 's1', 'attachment_id': 'x'}], status='in-use')
+    c.volumes.listed.append(attached)
+    with pytest.raises(InUse, match='set detach: true'):
+        service.ensure_volumes(c, [dict(name='b', state='absent')])
+
+
+def test_ensure_attachments_refuses_foreign_before_changing():
+    """A volume attached to another (running) server is refused in check mode and in a real run alike."""
+    attached = ours('b', id='2' * 36, attachments=[{'server_id': 'other'}], status='in-use')
+
+    class Server(object):
+        def __init__(self, id, status='ACTIVE'):
+            self.id, self.name, self.status = id, id, status
+    c = stub_cinder(listed=[attached], by_id={attached.id: attached})
+    c.client._server = Server('srv')
+    c.client.get_server = Server
+    for check_mode in (True, False):
+        with pytest.raises(InUse, match='attached to another server'):
+            service.ensure_attachments(c, ['b'], check_mode=check_mode)
+    c.attachments.force_detach = True
+    for check_mode in (True, False):
+        with pytest.raises(Refused, match='fencing'):
+            service.ensure_attachments(c, ['b'], check_mode=check_mode)
+    with pytest.raises(NotFound, match='volume nope not found'):
+        service.ensure_attachments(c, ['nope'], check_mode=True)
+
+
+def test_config_drive_directory(tmp_path):
+    meta = tmp_path / 'openstack' / 'latest'
+    meta.mkdir(parents=True)
+    (meta / 'meta_data.json').write_text(json.dumps({'uuid': 'abc-123', 'name': 'host'}))
+    assert discovery.read_instance_uuid(str(tmp_path), metadata_url=None) == 'abc-123'
+    assert discovery.read_instance_uuid(str(tmp_path / 'missing'), metadata_url=None) is None
+
+
+def test_argument_spec_hides_secrets():
+    spec = osspec.argument_spec()
+    assert spec['auth']['no_log'] is True
+    assert spec['interface']['default'] == 'public'
+
+
+def test_registered_backend():
+    from ansible_collections.persistent_volumes.docker.plugins.module_utils.backends.cinder import CinderBackend
+    b = get_backend('cinder', {'cloud': 'nowhere'})
+    assert isinstance(b, CinderBackend) and b.scope == 'global'
+
+
+def test_attach_many_attaches_each_volume_as_soon_as_it_is_available(monkeypatch):
+    """Volumes still being created are attached one by one as they become available, not after the
+    slowest one; an available volume is attached before any waiting."""
+    ids = ['%d' % i * 36 for i in range(1, 4)]
+    # polling rounds (sleeps) before each volume is available: ids[0] now, ids[1] after 1, ids[2] after 3
+    ready_after = {ids[0]: 0, ids[1]: 1, ids[2]: 3}
+    rounds = [0]
+    events = []
+    posted = []
+
+    real_sleep = time.sleep
+
+    def sleep(_seconds):
+        real_sleep(0.05)            # the attach POSTs run in threads: let them go first
+        rounds[0] += 1
+        events.append('sleep')
+    monkeypatch.setattr(time, 'sleep', sleep)
+
+    class Server(object):
+        id, name = 'srv', 'host'
+
+    def raw(vid):
+        if vid in posted:
+            return ours('v' + vid[0], id=vid, status='in-use', attachments=[{'server_id': 'srv'}])
+        status = 'available' if rounds[0] >= ready_after[vid] else 'creating'
+        return ours('v' + vid[0], id=vid, status=status)
+    c = stub_cinder(server='host')
+    c.client._server = Server()
+    c.volumes.get = raw
+    c.volumes.list_owned = lambda name=None: [raw(v) for v in ids]
+
+    def post(server, vol):
+        if vol.id == ids[2]:
+            raise PVError('refused')
+        events.append('attach ' + vol.id[0])
+        posted.append(vol.id)
+    c.attachments.post_attachment = post
+    vols = [c.volumes.to_backend_volume(ours('v' + v[0], id=v, status='available' if v == ids[0] else 'creating'))
+            for v in ids]
+    with pytest.raises(PVError, match='refused'):
+        c.attachments.attach_many(vols)     # one POST refused: reported, after the others went out
+    assert events == ['attach 1', 'sleep', 'attach 2', 'sleep', 'sleep']
+    del events[:], posted[:]
+    rounds[0] = 0
+    c.attachments.post_attachment = lambda server, vol: (events.append('attach ' + vol.id[0]), posted.append(vol.id))
+    done = c.attachments.attach_many(vols)
+    assert [v.id for v in done] == ids
+    assert [v.extra['status'] for v in done] == ['in-use'] * 3
+    assert events == ['attach 1', 'sleep', 'attach 2', 'sleep', 'sleep', 'attach 3']
