@@ -51,6 +51,7 @@ import os
 import threading
 import time
 
+from ..backends import registry
 from ..backends.base import VolumeRequest, get_backend
 from ..common import PVError, human_size, parse_size, read_json, validate_name
 from ..core.engine import Engine, VolumeSpec
@@ -175,7 +176,7 @@ class VolumeDriver(object):
             backend = get_backend(self.cfg.backend, dict(self.cfg.backend_params, root=self.root))
         except Exception as exc:  # pylint: disable=broad-except
             self.logger('backend %s unavailable at start: %s' % (self.cfg.backend, self.cfg.scrub(exc)))
-            return ('local' if self.cfg.backend == 'loop' else 'global'), ()
+            return registry.scope(self.cfg.backend), ()
         try:
             return backend.scope, tuple(backend.volume_options or ())
         finally:
