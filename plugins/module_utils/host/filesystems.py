@@ -17,7 +17,7 @@ import os
 import struct
 import uuid as uuidlib
 
-from ..common import PVError, run
+from ..common import AGAIN, PVError, poll, run
 from .mounts import mount, umount
 
 SUPPORTED_FS = ('ext4', 'xfs')
@@ -146,14 +146,30 @@ def grow_filesystem(fstype, device, mountpoint):
         raise PVError('resize2fs %s failed (rc=%s): %s' % (device, rc, text))
 
 
+def e2fsck_after_umount(device, timeout=10):
+    """``e2fsck -f -p`` right after an unmount. e2fsck opens the device exclusively and aborts
+    (rc 8, "Cannot continue, aborting") while another process still has it open, which a
+    scanner (blkid, udev) may do for a moment after the unmount: retried until ``timeout``."""
+    last = {}
+
+    def attempt():
+        rc, out, err = run(['e2fsck', '-f', '-p', device], check=False)
+        if rc in (0, 1):
+            return rc
+        last.update(rc=rc, msg=(err or out).strip())
+        return AGAIN if rc == 8 else fail()
+
+    def fail():
+        raise PVError('e2fsck -f -p %s failed (rc=%s): %s' % (device, last['rc'], last['msg']))
+    return poll(attempt, timeout, fail, interval=0.2, factor=2, max_interval=2)
+
+
 def grow_filesystem_offline(device, mountpoint, fstype, options):
     """ext4 fallback where online resize is not permitted (a container
     without CAP_SYS_RESOURCE): unmount, check, resize, mount again."""
     umount(mountpoint)
     try:
-        rc, out, err = run(['e2fsck', '-f', '-p', device], check=False)
-        if rc not in (0, 1):
-            raise PVError('e2fsck -f -p %s failed (rc=%s): %s' % (device, rc, (err or out).strip()))
+        e2fsck_after_umount(device)
         run(['resize2fs', device])
     finally:
         mount(device, mountpoint, fstype, options)
