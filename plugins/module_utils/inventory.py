@@ -16,7 +16,7 @@ import glob
 import os
 
 from . import host
-from .backend_loop import loop_devices
+from .backend_loop import devices_of, loop_devices
 from .common import MANAGED_LABEL, MANAGED_ROOT
 from .state import StateStore
 
@@ -44,8 +44,8 @@ def _one(name, rec, snapshot, loops, docker_vols, users, have_docker):
     entry = snapshot.fstab.get(mountpoint) if mountpoint else None
     device = None
     if rec.get('backend') == 'loop' and rec.get('backend_id'):
-        devs = loops.get(rec['backend_id']) or []
-        device = sorted(devs)[0] if devs else None
+        devs = devices_of(loops, rec['backend_id'])
+        device = devs[0] if devs else None
     elif mounted is not None:
         device = mounted.source
     fs = None
