@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # -*- coding: utf-8 -*-
 # Copyright: persistent_volumes.docker contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
@@ -252,7 +251,7 @@ def attached_loops():
     return found
 
 
-def live_anon_devs():
+def live_devs():
     """st_dev numbers of every filesystem mounted in any live mount namespace."""
     devs = set()
     for path in glob.glob('/proc/[0-9]*/mountinfo'):
@@ -294,8 +293,13 @@ class Lab(object):
             return None
 
     def dockerd_ok(self):
-        return os.path.exists(self.sock[7:]) and \
-            self.docker('version', '-f', '{{.Server.Version}}', check=False, quiet=True, timeout=20).returncode == 0
+        if not os.path.exists(self.sock[7:]):
+            return False
+        try:
+            return self.docker('version', '-f', '{{.Server.Version}}', check=False, quiet=True,
+                               timeout=20).returncode == 0
+        except subprocess.TimeoutExpired:
+            return False
 
     @property
     def hosts(self):
@@ -324,10 +328,16 @@ class Lab(object):
         key, build_s = build()
         self.timings['build'] = build_s
         with self._lock():
+            owner = self._owner()
+            if owner:
+                raise RuntimeError('the lab is in use by process %d (%s); wait for it or run lab.py down'
+                                   % (owner, self.state))
             if os.path.exists(self.state) or self._netns_exists():
                 log('leftovers of an earlier lab: removing them first')
                 self._down()
             os.makedirs(os.path.join(self.state, 'ssh'), mode=0o700)
+            with open(os.path.join(self.state, 'owner.pid'), 'w') as handle:
+                handle.write('%d\n' % os.getpid())
             run(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-C', 'pvlab-control', '-f', self.key])
             t1 = time.monotonic()
             self._network_up()
@@ -343,6 +353,18 @@ class Lab(object):
         self.timings['up'] = time.monotonic() - t0
         log('up: %s' % ', '.join('%s=%.1fs' % kv for kv in sorted(self.timings.items())))
         return hosts
+
+    def _owner(self):
+        """pid of another live process that brought this lab up (a test session, a bench), else None.
+        A lab left by `lab.py up` (the process has exited) or by a killed run has no live owner."""
+        try:
+            with open(os.path.join(self.state, 'owner.pid')) as handle:
+                pid = int(handle.read().strip())
+        except (OSError, ValueError):
+            return None
+        if pid == os.getpid() or not os.path.exists('/proc/%d' % pid):
+            return None
+        return pid
 
     def _netns_exists(self):
         return os.path.exists('/run/netns/' + NETNS)
@@ -586,7 +608,7 @@ class Lab(object):
         if not ours:
             return
         for _round in range(20):      # a dying mount namespace lets go of its mounts shortly after
-            live = live_anon_devs()
+            live = live_devs()
             if not ours & live:
                 break
             time.sleep(0.1)
