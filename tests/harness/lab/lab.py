@@ -677,7 +677,7 @@ class Lab(object):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n', maxsplit=1)[0])
     sub = parser.add_subparsers(dest='cmd')
     sub.add_parser('build').add_argument('--force', action='store_true')
     sub.add_parser('up').add_argument('n', nargs='?', type=int, default=3)

@@ -196,4 +196,3 @@ def test_lab_down_is_complete_after_a_killed_run(lab, fleet, uid):
         assert pv_lab.SUBNET.rsplit('.', 1)[0] + '.' not in rules and pv_lab.BRIDGE not in rules
     finally:
         lab.up(n)
-
