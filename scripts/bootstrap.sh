@@ -42,6 +42,9 @@ PACKAGES=(
     shellcheck
     # cinder tests: Nova writes config drives with genisoimage; fuseiso reads them on kernels without ISO 9660
     genisoimage fuseiso
+    # fleet tests: the multi-host lab (tests/harness/lab) builds its image with debootstrap, puts
+    # its dockerd in a network namespace (ip) and reaches its hosts over SSH
+    debootstrap iproute2 openssh-client
 )
 
 missing=()

@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Root pytest configuration shared by tests/unit and tests/integration.
 
-* registers the markers (``cinder``, ``vsphere``, ``slow``, ``plugin``);
+* registers the markers (``cinder``, ``vsphere``, ``slow``, ``plugin``, ``fleet``);
 * puts the collection on ``sys.path`` as
   ``ansible_collections.persistent_volumes.docker`` (a per-session temp tree
   whose last component is a symlink to the repository root), so tests import
@@ -30,6 +30,7 @@ MARKERS = (
     'vsphere: needs the govmomi vSphere simulator (tests/harness/vcsim)',
     'plugin: exercises the Docker volume-plugin daemon',
     'slow: takes more than a few seconds (deselect with -m "not slow")',
+    'fleet: needs the multi-host lab (tests/harness/lab: private dockerd, Docker hosts reached over SSH)',
 )
 
 _STATE = {}

@@ -560,7 +560,7 @@ class Bench(object):
     def ours(self, size_key, rep):
         tag, root, prefix, names = self.slot('ours', size_key, rep)
         python = os.path.join(PROJECT_VENV, 'bin', 'python')
-        hostvars = {'pv_root': root, 'pv_install_dependencies': False,
+        hostvars = {'pv_root': root,      # role defaults otherwise (pv_install_dependencies: true)
                     'pv_volumes': [{'name': n, 'size': self.args.size, 'fstype': 'ext4',
                                     'labels': {'pv-bench': 'loop'}} for n in names]}
         inv = inventory(os.path.join(self.logs, 'inv-%s.json' % tag), python, hostvars)

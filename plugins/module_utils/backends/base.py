@@ -169,9 +169,9 @@ class Backend(object):
         return None
 
     @classmethod
-    def host_devices(cls):
-        """``{backend id: [block devices]}`` this host shows for the backend's volumes without
-        asking the backend (volume_info's cross-check). Default: nothing known."""
+    def host_devices(cls, ids):
+        """``{backend id: [block devices]}`` this host shows for the backend's volumes ``ids``
+        without asking the backend (volume_info's cross-check). Default: nothing known."""
         return {}
 
 

@@ -5,35 +5,63 @@
 as a loop device. Ownership = living in the managed image directory.
 
 After a reboot the fstab entry (image path with the ``loop`` option) attaches
-and mounts it again; a re-run of the module finds the loop through sysfs.
+and mounts it again; a re-run of the module finds the loop device by the image's
+identity (st_dev + inode, never by the path string: loop devices are kernel-global).
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import fcntl
 import glob
 import os
+import struct
 
 from .base import Backend, BackendVolume
 from ..common import MANAGED_ROOT, PVError, Refused, human_size, run
 from ..host.devices import block_size
 
 
+LOOP_GET_STATUS64 = 0x4C05
+# struct loop_info64: lo_device, lo_inode, lo_rdevice, lo_offset, lo_sizelimit, then fields not used here
+_LOOP_INFO64 = struct.Struct('=QQQQQIIII64s64s32sQQ')
+
+
 def loop_devices():
-    """{backing file: /dev/loopN} for every attached loop device (sysfs, no subprocess)."""
+    """{(st_dev, st_ino) of the backing file: [/dev/loopN, ...]} for every attached loop device.
+
+    Loop devices are kernel-global and sysfs ``loop/backing_file`` is the path as seen in the
+    mount namespace that attached it (another container's file can have our path string), so a
+    device is identified by what the kernel holds: LOOP_GET_STATUS64 gives the backing file's
+    device and inode (as ``losetup -j`` compares). sysfs only lists the bound devices.
+    """
     found = {}
-    for path in glob.glob('/sys/block/loop*/loop/backing_file'):
+    for sysdir in glob.glob('/sys/block/loop*/loop'):
+        dev = '/dev/' + sysdir.split('/')[3]
         try:
-            with open(path) as handle:
-                backing = handle.read().strip()
+            fd = os.open(dev, os.O_RDONLY)
+        except OSError:
+            continue                     # no node here (or no access): cannot be one we attached
+        try:
+            buf = bytearray(_LOOP_INFO64.size)
+            fcntl.ioctl(fd, LOOP_GET_STATUS64, buf, True)
         except (IOError, OSError):
-            continue
-        if backing.endswith(' (deleted)'):
-            continue
-        dev = '/dev/' + path.split('/')[3]
-        found.setdefault(backing, []).append(dev)
+            continue                     # unbound since the glob
+        finally:
+            os.close(fd)
+        lo_device, lo_inode = _LOOP_INFO64.unpack(bytes(buf))[:2]
+        found.setdefault((lo_device, lo_inode), []).append(dev)
     return found
+
+
+def devices_of(loops, path):
+    """The loop devices in ``loops`` (from :func:`loop_devices`) backed by the file at ``path``."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return []
+    return sorted(loops.get((st.st_dev, st.st_ino)) or [])
 
 
 class LoopBackend(Backend):
@@ -42,9 +70,11 @@ class LoopBackend(Backend):
     volume_options = ()
 
     @classmethod
-    def host_devices(cls):
-        """Image path -> the loop devices it is attached to (from sysfs)."""
-        return loop_devices()
+    def host_devices(cls, ids):
+        """Image path -> the loop devices backed by that very file (device + inode)."""
+        loops = loop_devices()
+        found = dict((path, devices_of(loops, path)) for path in ids)
+        return dict((path, devs) for path, devs in found.items() if devs)
 
     def __init__(self, params=None):
         super(LoopBackend, self).__init__(params)
@@ -58,8 +88,8 @@ class LoopBackend(Backend):
     def _attached(self, path):
         if self._loops is None:
             self._loops = loop_devices()
-        devs = self._loops.get(path) or []
-        return sorted(devs)[0] if devs else None
+        devs = devices_of(self._loops, path)
+        return devs[0] if devs else None
 
     def _volume(self, name, path, size):
         dev = self._attached(path)
@@ -122,7 +152,8 @@ class LoopBackend(Backend):
         volume.attached_to = 'localhost'
         volume.locators = [volume.device]
         if self._loops is not None:
-            self._loops.setdefault(volume.id, []).append(volume.device)
+            st = os.stat(volume.id)
+            self._loops.setdefault((st.st_dev, st.st_ino), []).append(volume.device)
         return volume
 
     def locate(self, volume, timeout=60):

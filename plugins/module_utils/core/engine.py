@@ -160,7 +160,10 @@ class Engine(object):
             self.backend(name).check_host()  # e.g. which Nova server this is: fails before any change
 
         store = self._store if self._store is not None else StateStore(self.root)
-        store.lock()
+        if self.check_mode and not os.path.isdir(self.root):
+            store.load()      # check mode where nothing ran yet: nothing to lock, no directory created
+        else:
+            store.lock()
         try:
             snapshot = self._snapshot()
             plans = [Plan(spec) for spec in specs]

@@ -26,7 +26,7 @@ def collect(root=MANAGED_ROOT, docker=None, fstab_path=host.FSTAB, names=None):
     store = StateStore(root)
     records = store.load()['volumes']
     snapshot = host.HostSnapshot(fstab_path)
-    loops = _host_devices(set(rec.get('backend') for rec in records.values()))
+    loops = _host_devices(records.values())
     docker_vols = docker.volumes() if docker is not None else {}
     users = docker.users() if docker is not None else {}
     volumes = []
@@ -38,15 +38,19 @@ def collect(root=MANAGED_ROOT, docker=None, fstab_path=host.FSTAB, names=None):
     return {'volumes': volumes, 'orphans': orphans}
 
 
-def _host_devices(backends):
-    """``{backend id: [devices]}`` the host shows for the volumes of ``backends`` (see
-    :meth:`Backend.host_devices`), from every known backend that the records use."""
+def _host_devices(records):
+    """``{backend id: [devices]}`` the host shows for the recorded volumes (see
+    :meth:`Backend.host_devices`), asked of every known backend that the records use."""
+    ids = {}
+    for rec in records:
+        if rec.get('backend_id'):
+            ids.setdefault(rec.get('backend'), set()).add(rec['backend_id'])
     found = {}
     # local backends only: a cloud volume's device is found by its stable links, and asking would
     # import a cloud SDK for nothing
-    for name in sorted(b for b in backends if b in registry.names() and registry.scope(b) == 'local'):
+    for name in sorted(b for b in ids if b in registry.names() and registry.scope(b) == 'local'):
         try:
-            found.update(registry.backend_class(name).host_devices())
+            found.update(registry.backend_class(name).host_devices(sorted(ids[name])))
         except Exception:  # pylint: disable=broad-except
             continue        # an optional SDK missing: that backend's volumes show no device here
     return found

@@ -26,6 +26,9 @@ class MemoryStore(object):
     def lock(self):
         self.locked = True
 
+    def load(self):
+        """Check mode on a host where nothing ran yet reads without locking (no directory made)."""
+
     def unlock(self):
         self.locked = False
 
