@@ -9,6 +9,9 @@
 #      real dockerd, loop devices, mounts). The OpenStack test cloud and the vSphere
 #      simulator are started by the session fixtures of their own tests.
 #   3. scripts/sanity.sh (ansible-test sanity + ansible-lint)
+#   4. scripts/release-checks.sh (galaxy-importer on the built tarball, antsibull-changelog lint,
+#      ansible-builder introspect/create, antsibull-docs lint, the docs site, its screenshot test;
+#      own venv .state/release-venv; apt-installs chromium when missing)
 # All phases run; the exit code is non-zero when any of them failed.
 #
 # Environment:
@@ -16,7 +19,7 @@
 #   PV_TEST_SERVICES  services to start BEFORE pytest and stop after it, space/comma
 #                     separated names of tests/harness/<name>/ with start.sh/stop.sh
 #                     (e.g. "openstack vcsim"); normally unneeded: fixtures start them.
-#   PV_SKIP_SANITY=1  skip phase 3;  PV_SKIP_PYTEST=1  skip phase 2
+#   PV_SKIP_SANITY=1  skip phase 3;  PV_SKIP_PYTEST=1  skip phase 2;  PV_SKIP_RELEASE=1  skip phase 4
 # Results: .state/test-results/junit.xml
 set -uo pipefail
 
@@ -107,6 +110,9 @@ fi
 stop_services
 if [[ -z ${PV_SKIP_SANITY:-} ]]; then
     phase sanity bash scripts/sanity.sh
+fi
+if [[ -z ${PV_SKIP_RELEASE:-} ]]; then
+    phase release bash scripts/release-checks.sh
 fi
 
 echo

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: persistent_volumes.docker contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Where does the volume module's time go? Runs the engine (plugins/module_utils/engine.py)
+"""Where does the volume module's time go? Runs the engine (plugins/module_utils/core/engine.py)
 directly in this process, without Ansible, for N loop volumes (first run, then the no-op
 re-run) and prints the time per phase: imports, Docker client, spec validation, the
 world read, planning, execution (create/attach, mkfs, mount, fstab, Docker volumes,
@@ -41,14 +41,14 @@ def load_engine():
     sys.modules['pvmu'] = pkg
     t = time.perf_counter()
     import importlib
-    engine = importlib.import_module('pvmu.engine')
-    host = importlib.import_module('pvmu.host')
+    engine = importlib.import_module('pvmu.core.engine')
+    host = importlib.import_module('pvmu.host.chain')
     common = importlib.import_module('pvmu.common')
     t_engine = time.perf_counter() - t
     t = time.perf_counter()
-    docker_api = importlib.import_module('pvmu.docker_api')
+    docker_api = importlib.import_module('pvmu.docker.volumes')
     t_docker = time.perf_counter() - t
-    importlib.import_module('pvmu.backend_loop')
+    importlib.import_module('pvmu.backends.loop')
     return engine, host, common, docker_api, t_engine, t_docker
 
 
@@ -108,14 +108,14 @@ def main():
                  'apply_ownership'):
         timings.wrap(host, attr)
     timings.wrap(host.Fstab, 'write', 'Fstab.write')
-    loop_cls = sys.modules['pvmu.backend_loop'].LoopBackend
+    loop_cls = sys.modules['pvmu.backends.loop'].LoopBackend
     for attr in ('lookup', 'create', 'attach', 'locate'):
         timings.wrap(loop_cls, attr, 'loop.' + attr)
     dv = docker_api.DockerVolumes
     for attr in ('__init__', 'volumes', 'users', 'create'):
         timings.wrap(dv, attr, 'docker.' + attr)
-    timings.wrap(sys.modules['pvmu.state'].StateStore, 'save', 'state.save')
-    timings.wrap(sys.modules['pvmu.state'].StateStore, 'lock', 'state.lock')
+    timings.wrap(sys.modules['pvmu.core.state'].StateStore, 'save', 'state.save')
+    timings.wrap(sys.modules['pvmu.core.state'].StateStore, 'lock', 'state.lock')
 
     run_id = uuid.uuid4().hex[:6]
     base = os.path.join(bench_loop.DEFAULT_BASE, 'profile-' + run_id)

@@ -16,7 +16,7 @@ Measures, and prints with the targets of issue 5:
   daemon's own time for Create/Mount/Unmount from its log lines;
 * the daemon's resident memory (VmRSS now and VmHWM peak; target <= 60 MB).
 
-The daemon runs from this checkout (``python -m ...plugin_daemon`` with a temporary
+The daemon runs from this checkout (``python -m ...plugin.daemon`` with a temporary
 ``ansible_collections`` tree on PYTHONPATH) with its own driver name, root and
 config under a temporary directory, for a private dockerd started here in its own
 mount namespace (the shared engine would otherwise remember the plugin until it
@@ -44,7 +44,7 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-MODULE = 'ansible_collections.persistent_volumes.docker.plugins.module_utils.plugin_daemon'
+MODULE = 'ansible_collections.persistent_volumes.docker.plugins.module_utils.plugin.daemon'
 
 
 def sh(cmd, check=True, **kwargs):

@@ -175,7 +175,7 @@ attachments:
 '''
 
 from ..module_utils.ansible_base import PVModule
-from ..module_utils import backend_cinder as bc
+from ..module_utils.backends import cinder as bc
 
 
 class CinderAttachmentModule(PVModule):

@@ -207,7 +207,7 @@ volumes:
 
 from ..module_utils.ansible_base import PVModule
 from ..module_utils.common import PVError
-from ..module_utils import backend_cinder as bc
+from ..module_utils.backends import cinder as bc
 
 VOLUME_KEYS = ('name', 'id', 'state', 'size', 'volume_type', 'availability_zone', 'description',
                'metadata', 'detach')

@@ -358,8 +358,8 @@ volumes:
 
 from ..module_utils.ansible_base import PVModule
 from ..module_utils.common import MANAGED_ROOT
-from ..module_utils.docker_api import DOCKER_IMPORT_ERROR, HAS_DOCKER
-from ..module_utils.engine import Engine
+from ..module_utils.docker.volumes import DOCKER_IMPORT_ERROR, HAS_DOCKER
+from ..module_utils.core.engine import Engine
 
 VOLUME_KEYS = ('state', 'backend', 'size', 'fstype', 'mount_path', 'owner', 'group', 'mode',
                'mount_options', 'mkfs_options', 'labels', 'docker_volume', 'force_format', 'force',

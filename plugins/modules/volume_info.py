@@ -135,8 +135,8 @@ import traceback
 
 from ..module_utils.ansible_base import PVModule
 from ..module_utils.common import MANAGED_ROOT, PVError
-from ..module_utils.docker_api import DOCKER_IMPORT_ERROR, HAS_DOCKER, DockerVolumes
-from ..module_utils.inventory import collect
+from ..module_utils.docker.volumes import DOCKER_IMPORT_ERROR, HAS_DOCKER, DockerVolumes
+from ..module_utils.core.inventory import collect
 
 try:
     import jmespath

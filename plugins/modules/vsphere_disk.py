@@ -243,8 +243,8 @@ from ansible.module_utils.basic import env_fallback
 
 from ..module_utils.ansible_base import PVModule
 from ..module_utils.common import PVError, parse_size, validate_name
-from ..module_utils import vmware_client as vc
-from ..module_utils import vmware_disk as vd
+from ..module_utils.vmware import client as vc
+from ..module_utils.vmware import disk as vd
 
 
 class VSphereDiskModule(PVModule):

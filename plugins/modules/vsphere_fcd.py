@@ -126,8 +126,8 @@ from ansible.module_utils.basic import env_fallback
 
 from ..module_utils.ansible_base import PVModule
 from ..module_utils.common import parse_size
-from ..module_utils import vmware_client as vc
-from ..module_utils import vmware_fcd as fcd
+from ..module_utils.vmware import client as vc
+from ..module_utils.vmware import fcd
 
 
 class VSphereFcdModule(PVModule):

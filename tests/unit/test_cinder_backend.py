@@ -11,8 +11,8 @@ import json
 
 import pytest
 
-from ansible_collections.persistent_volumes.docker.plugins.module_utils import backend_cinder as bc
-from ansible_collections.persistent_volumes.docker.plugins.module_utils.backend import VolumeRequest, get_backend
+from ansible_collections.persistent_volumes.docker.plugins.module_utils.backends import cinder as bc
+from ansible_collections.persistent_volumes.docker.plugins.module_utils.backends.base import VolumeRequest, get_backend
 from ansible_collections.persistent_volumes.docker.plugins.module_utils.common import PVError
 
 openstack = pytest.importorskip('openstack')

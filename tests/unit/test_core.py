@@ -12,8 +12,10 @@ import uuid
 
 import pytest
 
-from ansible_collections.persistent_volumes.docker.plugins.module_utils import common, host
-from ansible_collections.persistent_volumes.docker.plugins.module_utils.engine import VolumeSpec
+from ansible_collections.persistent_volumes.docker.plugins.module_utils import common
+
+from ansible_collections.persistent_volumes.docker.plugins.module_utils.host import chain as host
+from ansible_collections.persistent_volumes.docker.plugins.module_utils.core.engine import VolumeSpec
 
 
 @pytest.mark.parametrize('text,expected', [

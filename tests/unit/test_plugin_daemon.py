@@ -20,11 +20,11 @@ import threading
 
 import pytest
 
-from ansible_collections.persistent_volumes.docker.plugins.module_utils import host
-from ansible_collections.persistent_volumes.docker.plugins.module_utils import plugin_daemon as pd
-from ansible_collections.persistent_volumes.docker.plugins.module_utils.backend import BackendVolume
+from ansible_collections.persistent_volumes.docker.plugins.module_utils.host import chain as host
+from ansible_collections.persistent_volumes.docker.plugins.module_utils.plugin import daemon as pd
+from ansible_collections.persistent_volumes.docker.plugins.module_utils.backends.base import BackendVolume
 from ansible_collections.persistent_volumes.docker.plugins.module_utils.common import PVError, parse_size
-from ansible_collections.persistent_volumes.docker.plugins.module_utils.plugin_config import PluginConfig
+from ansible_collections.persistent_volumes.docker.plugins.module_utils.plugin.config import PluginConfig
 
 
 class World(object):

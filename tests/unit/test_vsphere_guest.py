@@ -16,9 +16,9 @@ import os
 
 import pytest
 
-from ansible_collections.persistent_volumes.docker.plugins.module_utils import devices
-from ansible_collections.persistent_volumes.docker.plugins.module_utils import vmware_guest as guest
-from ansible_collections.persistent_volumes.docker.plugins.module_utils.backend import BackendVolume
+from ansible_collections.persistent_volumes.docker.plugins.module_utils.host import devices
+from ansible_collections.persistent_volumes.docker.plugins.module_utils.vmware import guest
+from ansible_collections.persistent_volumes.docker.plugins.module_utils.backends.base import BackendVolume
 from ansible_collections.persistent_volumes.docker.plugins.module_utils.common import PVError
 
 FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fixtures', 'vsphere', 'guest_sysfs.txt')
@@ -147,7 +147,7 @@ def test_bios_uuid_and_byte_swap(tree):
 @pytest.fixture
 def backend(tree):
     pytest.importorskip('pyVmomi')
-    from ansible_collections.persistent_volumes.docker.plugins.module_utils.backend_vsphere import VSphereBackend
+    from ansible_collections.persistent_volumes.docker.plugins.module_utils.backends.vsphere import VSphereBackend
     sys_root, dev_root = tree
     return VSphereBackend({'hostname': 'vc.invalid', 'username': 'u', 'password': 'p', 'datastore': 'ds1',
                            'guest_sys_root': sys_root, 'guest_dev_root': dev_root})

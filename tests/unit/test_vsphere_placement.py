@@ -13,8 +13,8 @@ pytest.importorskip('pyVmomi')
 
 from pyVmomi import vim, vmodl  # noqa: E402
 
-from ansible_collections.persistent_volumes.docker.plugins.module_utils import vmware_client as vc  # noqa: E402
-from ansible_collections.persistent_volumes.docker.plugins.module_utils import vmware_disk as vd  # noqa: E402
+from ansible_collections.persistent_volumes.docker.plugins.module_utils.vmware import client as vc  # noqa: E402
+from ansible_collections.persistent_volumes.docker.plugins.module_utils.vmware import disk as vd  # noqa: E402
 from ansible_collections.persistent_volumes.docker.plugins.module_utils.common import PVError  # noqa: E402
 
 dev = vim.vm.device

@@ -4,8 +4,8 @@
 
 usage: python -c "<this file>" CODE_DIR STAMP HASH check|apply
 
-stdin: base64 of a JSON object {file name: text} (the collection's module_utils files).
-Makes CODE_DIR hold exactly those ``*.py`` files: writes each one whose content, owner
+stdin: base64 of a JSON object {relative path: text} (the collection's module_utils files,
+e.g. ``common.py``, ``core/engine.py``). Makes CODE_DIR hold exactly those ``*.py`` files: writes each one whose content, owner
 (root) or mode (0644) differs (atomically: a temp file renamed over it), removes every
 other ``*.py``/``*.pyc`` below CODE_DIR (what an older version left behind, __pycache__
 included), then writes HASH to STAMP. ``check`` only reports. Prints JSON:
@@ -33,6 +33,9 @@ def needs_write(path, text):
 
 
 def write(path, text):
+    parent = os.path.dirname(path)
+    if not os.path.isdir(parent):
+        os.makedirs(parent, 0o755)
     fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', dir=os.path.dirname(path))
     try:
         with os.fdopen(fd, 'wb') as handle:
@@ -50,14 +53,22 @@ def stale(code_dir, wanted):
     for top, dummy, names in os.walk(code_dir):
         for name in names:
             path = os.path.join(top, name)
-            if name.endswith(('.py', '.pyc')) and not (top == code_dir and name in wanted):
+            if name.endswith(('.py', '.pyc')) and os.path.relpath(path, code_dir) not in wanted:
                 yield path
+
+
+def check_names(files):
+    for name in files:
+        parts = name.split('/')
+        if name.startswith('/') or '..' in parts or not name.endswith('.py'):
+            raise SystemExit('install_code: refusing file name %r' % name)
 
 
 def main(argv):
     code_dir, stamp, code_hash, mode = argv
     check = mode == 'check'
     files = json.loads(base64.b64decode(sys.stdin.read().strip()).decode('utf-8'))
+    check_names(files)
     written = sorted(name for name, text in files.items() if needs_write(os.path.join(code_dir, name), text))
     removed = sorted(stale(code_dir, files))
     if not check:
@@ -67,6 +78,9 @@ def main(argv):
             write(os.path.join(code_dir, name), files[name])
         for path in removed:
             os.unlink(path)
+        for top, dirs, names in os.walk(code_dir, topdown=False):   # folders an older layout left empty
+            if top != code_dir and not os.listdir(top):
+                os.rmdir(top)
         write(stamp, code_hash + '\n')
     print(json.dumps({'changed': bool(written or removed), 'written': written, 'removed': removed}))
 

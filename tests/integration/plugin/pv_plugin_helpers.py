@@ -177,7 +177,7 @@ class PluginInstance(object):
             return ''
 
 
-MODULE = 'ansible_collections.persistent_volumes.docker.plugins.module_utils.plugin_daemon'
+MODULE = 'ansible_collections.persistent_volumes.docker.plugins.module_utils.plugin.daemon'
 
 
 class DirectDaemon(PluginInstance):

@@ -83,7 +83,7 @@ def test_role_install_idempotence_restart_upgrade_absent(ansible, role_env, busy
     assert ('PYTHONPATH=%s/opt/lib' % inst.base).encode() in environ
     code = os.path.join(inst.base, 'opt', 'lib', 'ansible_collections', 'persistent_volumes', 'docker',
                         'plugins', 'module_utils')
-    assert os.path.isfile(os.path.join(code, 'plugin_daemon.py')) and os.path.isfile(os.path.join(code, 'engine.py'))
+    assert os.path.isfile(os.path.join(code, 'plugin', 'daemon.py')) and os.path.isfile(os.path.join(code, 'core', 'engine.py'))
 
     # -- it works
     name = pcleanup.docker_volume(uid + '-r')
@@ -112,17 +112,23 @@ def test_role_install_idempotence_restart_upgrade_absent(ansible, role_env, busy
     assert out.strip() == 'hi'
 
     # -- in-place upgrade: an older version (different code, a file that no longer exists)
-    with open(os.path.join(code, 'plugin_daemon.py'), 'a') as handle:
+    with open(os.path.join(code, 'plugin', 'daemon.py'), 'a') as handle:
         handle.write('\n# older version\n')
     with open(os.path.join(code, 'removed_module.py'), 'w') as handle:
         handle.write('# gone upstream\n')
+    # the previous release's flat layout (module_utils/plugin_daemon.py, engine.py, ...)
+    for old in ('plugin_daemon.py', 'engine.py', 'backend_cinder.py'):
+        with open(os.path.join(code, old), 'w') as handle:
+            handle.write('# 0.1.0 flat layout\n')
     with open(os.path.join(inst.base, 'opt', 'code.sha256'), 'w') as handle:
         handle.write('older\n')
     upgrade = ansible.run(play(changed))
     upgrade.assert_changed()
     assert not os.path.exists(os.path.join(code, 'removed_module.py'))
-    repo_daemon = os.path.join(os.environ['PV_REPO_ROOT'], 'plugins', 'module_utils', 'plugin_daemon.py')
-    with open(repo_daemon) as a, open(os.path.join(code, 'plugin_daemon.py')) as b:
+    for old in ('plugin_daemon.py', 'engine.py', 'backend_cinder.py'):
+        assert not os.path.exists(os.path.join(code, old)), old
+    repo_daemon = os.path.join(os.environ['PV_REPO_ROOT'], 'plugins', 'module_utils', 'plugin', 'daemon.py')
+    with open(repo_daemon) as a, open(os.path.join(code, 'plugin', 'daemon.py')) as b:
         assert a.read() == b.read()
     upgraded_pid = inst.pid()
     assert upgraded_pid and upgraded_pid != new_pid

@@ -91,7 +91,7 @@ def vsphere_auth(vcsim):
 @pytest.fixture
 def vs(vcsim):
     # imported here: tests/conftest.py puts the collection on sys.path in pytest_configure
-    from ansible_collections.persistent_volumes.docker.plugins.module_utils import vmware_client as vc
+    from ansible_collections.persistent_volumes.docker.plugins.module_utils.vmware import client as vc
     client = vc.VSphere(dict((k, vcsim[k]) for k in ('hostname', 'port', 'username', 'password',
                                                      'validate_certs'))).connect()
     yield client

@@ -25,9 +25,9 @@ import time
 import uuid as uuidlib
 from concurrent.futures import ThreadPoolExecutor
 
-from . import host
-from .backend import VolumeRequest, get_backend
-from .common import MANAGED_LABEL, MANAGED_ROOT, PVError, human_size, parse_size, validate_mount_path, validate_name
+from ..host import chain as host
+from ..backends.base import VolumeRequest, get_backend
+from ..common import MANAGED_LABEL, MANAGED_ROOT, PVError, human_size, parse_size, validate_mount_path, validate_name
 from .state import StateStore
 
 STATES = ('present', 'detached', 'absent')
@@ -160,7 +160,7 @@ class Engine(object):
     @property
     def docker(self):
         if self._docker is None:
-            from .docker_api import DockerVolumes
+            from ..docker.volumes import DockerVolumes
             self._docker = DockerVolumes()
         return self._docker
 

@@ -55,10 +55,9 @@ import traceback
 import uuid as uuidlib
 from concurrent.futures import ThreadPoolExecutor
 
-from .backend import Backend, BackendVolume, register
-from .common import PVError, human_size, validate_name
-from . import devices
-
+from .base import Backend, BackendVolume, register
+from ..common import PVError, human_size, validate_name
+from ..host import devices
 try:
     import openstack
     from openstack import exceptions as os_exc
@@ -929,7 +928,7 @@ def parse_gib(value, what='size'):
     """A Cinder size: a bare number means GiB (as in openstack.cloud); a unit must give whole GiB."""
     if value is None or value == '':
         return None
-    from .common import parse_size
+    from ..common import parse_size
     text = str(value).strip()
     if text.isdigit():
         gib = int(text)
@@ -980,7 +979,7 @@ def ensure_volumes(backend, specs, check_mode=False):
 
     Returns ``(records, changed, diff)``.
     """
-    from .backend import VolumeRequest
+    from .base import VolumeRequest
     seen = set()
     requests = []
     for spec in specs:
@@ -1156,7 +1155,7 @@ def _looks_like_id(ref):
 
 def resolve_volumes(backend, refs):
     """Volume references (our names, or ids of any volume) -> BackendVolumes, in order."""
-    from .backend import VolumeRequest
+    from .base import VolumeRequest
     names = [r for r in refs if not _looks_like_id(r)]
     for name in names:
         validate_name(name)

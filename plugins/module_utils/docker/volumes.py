@@ -14,7 +14,7 @@ __metaclass__ = type
 import os
 import traceback
 
-from .common import BACKEND_LABEL, MANAGED_LABEL, PVError
+from ..common import BACKEND_LABEL, MANAGED_LABEL, PVError
 
 try:
     import docker

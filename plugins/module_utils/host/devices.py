@@ -15,7 +15,7 @@ __metaclass__ = type
 import os
 import time
 
-from .common import PVError, human_size
+from ..common import PVError, human_size
 
 DEV_ROOT = '/dev'
 

@@ -13,10 +13,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from .common import PVError, human_size
-from . import vmware_client as vc
-from . import vmware_disk as vd
-
+from ..common import PVError, human_size
+from . import client as vc
+from . import disk as vd
 MIB = 1024 * 1024
 PROVISIONING = {'thin': 'thin', 'thick': 'lazyZeroedThick', 'eagerzeroed': 'eagerZeroedThick'}
 _PROVISIONING_BACK = dict((v, k) for k, v in PROVISIONING.items())

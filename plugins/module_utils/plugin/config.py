@@ -40,7 +40,7 @@ import json
 import os
 import re
 
-from .common import PVError, parse_size
+from ..common import PVError, parse_size
 
 BACKENDS = ('loop', 'cinder', 'vsphere')
 PLUGIN_ROOT = '/var/lib/persistent-volumes/plugin'

@@ -31,7 +31,7 @@ except ImportError:  # pragma: no cover - Python 2
     from httplib import HTTPSConnection, HTTPException  # pylint: disable=import-error
     from urllib import quote  # pylint: disable=no-name-in-module
 
-from .common import PVError
+from ..common import PVError
 
 PYVMOMI_IMP_ERR = None
 try:

@@ -27,10 +27,9 @@ __metaclass__ = type
 import json
 import time
 
-from .common import PVError, human_size
-from . import vmware_client as vc
-from . import vmware_guest as guest
-
+from ..common import PVError, human_size
+from . import client as vc
+from . import guest
 MANAGED_BY = 'persistent_volumes.docker'
 MARKER_SUFFIX = '.pv.json'
 DEFAULT_FOLDER = 'persistent-volumes'

@@ -19,7 +19,7 @@ import json
 import os
 import time
 
-from .common import MANAGED_ROOT, PVError, atomic_write, read_json
+from ..common import MANAGED_ROOT, PVError, atomic_write, read_json
 
 VERSION = 1
 

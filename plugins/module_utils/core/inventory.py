@@ -15,9 +15,9 @@ __metaclass__ = type
 import glob
 import os
 
-from . import host
-from .backend_loop import devices_of, loop_devices
-from .common import MANAGED_LABEL, MANAGED_ROOT
+from ..host import chain as host
+from ..backends.loop import devices_of, loop_devices
+from ..common import MANAGED_LABEL, MANAGED_ROOT
 from .state import StateStore
 
 

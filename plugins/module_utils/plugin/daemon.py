@@ -6,7 +6,7 @@
 Run it as::
 
     PYTHONPATH=<dir holding ansible_collections/> \\
-    python -m ansible_collections.persistent_volumes.docker.plugins.module_utils.plugin_daemon \\
+    python -m ansible_collections.persistent_volumes.docker.plugins.module_utils.plugin.daemon \\
         --config /etc/persistent-volumes/plugin-pv-loop.json
 
 It listens on ``/run/docker/plugins/<driver>.sock`` (directory 0700, socket
@@ -78,12 +78,12 @@ import traceback
 
 from http.server import BaseHTTPRequestHandler
 
-from . import host
-from .backend import VolumeRequest, get_backend
-from .common import PVError, atomic_write, human_size, parse_size, read_json, validate_name
-from .engine import Engine, VolumeSpec
-from .plugin_config import PluginConfig
-from .plugin_docker import DockerProbe
+from ..host import chain as host
+from ..backends.base import VolumeRequest, get_backend
+from ..common import PVError, atomic_write, human_size, parse_size, read_json, validate_name
+from ..core.engine import Engine, VolumeSpec
+from .config import PluginConfig
+from .docker_probe import DockerProbe
 
 MIME = 'application/vnd.docker.plugins.v1.2+json'
 MAX_BODY = 1024 * 1024

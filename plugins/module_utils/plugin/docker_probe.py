@@ -21,7 +21,7 @@ try:
 except ImportError:  # pragma: no cover - Python 2 is not supported by the daemon
     HTTPConnection = object
 
-from .common import PVError
+from ..common import PVError
 
 HOLDING_STATES = ('running', 'paused', 'restarting')
 

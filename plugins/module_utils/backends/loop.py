@@ -18,9 +18,9 @@ import glob
 import os
 import struct
 
-from .backend import Backend, BackendVolume, register
-from .common import MANAGED_ROOT, PVError, human_size, run
-from .devices import block_size
+from .base import Backend, BackendVolume, register
+from ..common import MANAGED_ROOT, PVError, human_size, run
+from ..host.devices import block_size
 
 
 LOOP_GET_STATUS64 = 0x4C05

@@ -28,7 +28,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from .common import PVError
+from ..common import PVError
 
 
 class BackendVolume(object):
@@ -168,13 +168,13 @@ def get_backend(name, params=None):
     """Instantiate a backend by name; imports it lazily (cloud SDKs are optional)."""
     if name not in _REGISTRY:
         if name == 'loop':
-            from . import backend_loop  # noqa: F401 pylint: disable=unused-import
+            from . import loop  # noqa: F401 pylint: disable=unused-import
         elif name == 'cinder':
-            from . import backend_cinder  # noqa: F401 pylint: disable=unused-import
+            from . import cinder  # noqa: F401 pylint: disable=unused-import
         elif name == 'vsphere':
-            from . import backend_vsphere  # noqa: F401 pylint: disable=unused-import
+            from . import vsphere  # noqa: F401 pylint: disable=unused-import
         elif name == 'device':
-            from . import backend_device  # noqa: F401 pylint: disable=unused-import
+            from . import device  # noqa: F401 pylint: disable=unused-import
     if name not in _REGISTRY:
         raise PVError('unknown backend %r (known: loop, cinder, vsphere, device)' % (name,))
     return _REGISTRY[name](params)

@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The host-side chain, written once for every backend:
 
-    block device -> filesystem -> mountpoint + fstab -> (Docker volume: docker_api.py)
+    block device -> filesystem -> mountpoint + fstab -> (Docker volume: docker/volumes.py)
 
 Reads are batched: :class:`HostSnapshot` reads the mount table and fstab once
 per run; our own ext4/xfs filesystems are recognised by reading their
@@ -22,7 +22,7 @@ import os
 import struct
 import uuid as uuidlib
 
-from .common import PVError, atomic_write, run
+from ..common import PVError, atomic_write, run
 
 FSTAB = '/etc/fstab'
 SUPPORTED_FS = ('ext4', 'xfs')

@@ -20,9 +20,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from . import devices
-from .backend import Backend, BackendVolume, register
-from .common import PVError, parse_size
+from ..host import devices
+from .base import Backend, BackendVolume, register
+from ..common import PVError, parse_size
 
 
 @register

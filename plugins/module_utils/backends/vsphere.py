@@ -39,13 +39,12 @@ import os
 import threading
 import time
 
-from .backend import Backend, BackendVolume, register
-from .common import PVError, human_size, validate_name
-from . import devices
-from . import vmware_client as vc
-from . import vmware_disk as vd
-from . import vmware_guest as guest
-
+from .base import Backend, BackendVolume, register
+from ..common import PVError, human_size, validate_name
+from ..host import devices
+from ..vmware import client as vc
+from ..vmware import disk as vd
+from ..vmware import guest
 OPTION_CHOICES = {
     'provisioning': vd.PROVISIONING,
     'disk_mode': vd.DISK_MODES,
