@@ -1,0 +1,244 @@
+# -*- coding: utf-8 -*-
+# Copyright: persistent_volumes.docker contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""playbooks/site.yml and playbooks/move.yml with backend cinder on the lab: each lab host is a
+Nova server of the shared test cloud.
+
+Rule: the cloud calls run on the controller (``pv_cloud_delegate_to: localhost``; the hosts have
+neither openstacksdk nor a route to the cloud); the hypervisor emulation
+(tests/harness/openstack/lab_hypervisor.py) shows a volume attached to server X inside lab host X
+only, over one shared backing store. Every test removes its volumes (hosts and cloud) afterwards;
+the servers are booted once per session and deleted at the end.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import sys
+import threading
+import time
+
+import pytest
+
+import pv_integration_helpers as helpers  # pylint: disable=import-error
+
+pytestmark = [pytest.mark.cinder, pytest.mark.timeout(1200)]
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CINDER_DIR = os.path.join(os.path.dirname(HERE), 'cinder')
+if CINDER_DIR not in sys.path:
+    sys.path.append(CINDER_DIR)          # the cinder conftest imports cinder_helpers
+_cinder = helpers.load_module('pv_cinder_conftest', os.path.join(CINDER_DIR, 'conftest.py'))
+openstack_cloud = _cinder.openstack_cloud     # noqa: F811 (fixtures reused as they are)
+conn = _cinder.conn
+destroy_volume = _cinder.destroy_volume
+CLOUDS_YAML = _cinder.CLOUDS_YAML
+
+_hv_mod = helpers.load_module('pv_lab_hypervisor', os.path.join(
+    helpers.REPO_ROOT, 'tests', 'harness', 'openstack', 'lab_hypervisor.py'))
+
+SITE_YML = os.path.join(helpers.REPO_ROOT, 'playbooks', 'site.yml')
+MOVE_YML = os.path.join(helpers.REPO_ROOT, 'playbooks', 'move.yml')
+IMAGE = 'pv-test-image'
+FLAVOR = 'pv.tiny'
+
+
+@pytest.fixture(scope='session')
+def lab_servers(lab, conn):
+    """One Nova server per lab host, named after the host's container (e.g. pvlab-host1)."""
+    image = conn.image.find_image(IMAGE, ignore_missing=False)
+    flavor = conn.compute.find_flavor(FLAVOR, ignore_missing=False)
+    names = dict((h['name'], h['container']) for h in lab.hosts)
+    servers = {}
+    try:
+        for host, name in names.items():
+            for old in conn.compute.servers(name=name):
+                if old.name == name:                       # a killed run's leftover
+                    conn.compute.delete_server(old)
+                    conn.compute.wait_for_delete(old, interval=1, wait=120)
+            servers[host] = conn.compute.create_server(name=name, image_id=image.id, flavor_id=flavor.id,
+                                                       networks='none')
+        for host in list(servers):
+            servers[host] = conn.compute.wait_for_server(servers[host], status='ACTIVE', wait=240, interval=1)
+        yield servers
+    finally:
+        for server in servers.values():
+            try:
+                conn.compute.delete_server(server)
+            except Exception:  # pylint: disable=broad-except
+                pass
+        for server in servers.values():
+            try:
+                conn.compute.wait_for_delete(server, interval=1, wait=120)
+            except Exception:  # pylint: disable=broad-except
+                pass
+
+
+@pytest.fixture(scope='session')
+def lab_hypervisor(lab, lab_servers, tmp_path_factory):
+    hv = _hv_mod.LabHypervisor(lab, dict((h, s.id) for h, s in lab_servers.items()),
+                               str(tmp_path_factory.mktemp('san')), clouds_yaml=CLOUDS_YAML).start()
+    yield hv
+    hv.stop()
+
+
+class CloudFleet(object):
+    """The fleet with backend cinder: per-host volume lists, site/move runs with forks 3."""
+
+    def __init__(self, fleet, conn, servers, hv, uid, openstack_cloud):
+        self.fleet = fleet
+        self.conn = conn
+        self.servers = servers
+        self.hv = hv
+        self.uid = uid
+        self.hosts = fleet.names
+        fleet.runner.env.update(openstack_cloud['env'])
+        self.created = {}                   # host -> [names]
+
+    def hostvars(self, volumes):
+        """{host: [volume dicts]} -> hostvars: the host's own server and volumes."""
+        return dict((h, {'pv_cinder': {'cloud': 'pvtest', 'server': self.servers[h].name},
+                         'pv_volumes': volumes.get(h, [])}) for h in self.hosts)
+
+    groupvars = {'pv_cloud_delegate_to': 'localhost'}
+
+    def site(self, volumes, check=False, limit=None):
+        for host, vols in volumes.items():
+            self.created.setdefault(host, [])
+            self.created[host].extend(v['name'] for v in vols if v['name'] not in self.created[host])
+        inv = self.fleet.inventory(self.groupvars, self.hostvars(volumes))
+        return self.fleet.runner.run_playbook(SITE_YML, inventory=inv, check=check, limit=limit,
+                                              args=['--forks', '3'])
+
+    def move(self, names, src, dst, volumes, force=False, check=False, extra=None):
+        inv = self.fleet.inventory(self.groupvars, self.hostvars(volumes))
+        ev = {'pv_move_volumes': names, 'pv_move_from': src, 'pv_move_to': dst, 'pv_move_force': force}
+        ev.update(extra or {})
+        return self.fleet.runner.run_playbook(MOVE_YML, inventory=inv, check=check, extra_vars=ev,
+                                              args=['--forks', '3'])
+
+    def ours(self):
+        """{pv_name: volume} of this test's Cinder volumes."""
+        out = {}
+        for vol in self.conn.block_storage.volumes(details=True):
+            name = (vol.metadata or {}).get('pv_name', '')
+            if name.startswith(self.uid):
+                assert name not in out, 'duplicate Cinder volume for %s' % name
+                out[name] = vol
+        return out
+
+    def cloud_snapshot(self):
+        return dict((n, (v.id, v.status, v.size, sorted(a['server_id'] for a in v.attachments or [])))
+                    for n, v in self.ours().items())
+
+    def cleanup(self):
+        errors = []
+        if self.created:
+            absent = dict((h, [{'name': n, 'backend': 'cinder', 'state': 'absent', 'force': True} for n in names])
+                          for h, names in self.created.items())
+            res = self.site(absent)
+            if res.rc != 0:
+                errors.append('site.yml state=absent: %s' % res.summary())
+        for vol in self.ours().values():
+            errors.append('left in Cinder after state=absent: %s' % vol.id)
+            destroy_volume(self.conn, vol)
+        return errors
+
+
+@pytest.fixture
+def cloud_fleet(fleet, conn, lab_servers, lab_hypervisor, uid, openstack_cloud):
+    cf = CloudFleet(fleet, conn, lab_servers, lab_hypervisor, uid, openstack_cloud)
+    yield cf
+    errors = cf.cleanup()
+    if errors:
+        pytest.fail('clean-up: ' + '; '.join(errors), pytrace=False)
+
+
+def per_host(res, key):
+    return dict((host, stats.get(key, 0)) for host, stats in res.stats.items() if host != 'localhost')
+
+
+def write(fleet, host, volume, text):
+    fleet.docker(host, ['run', '--rm', '--network', 'none', '-v', volume + ':/data', 'lab/busybox:latest',
+                        'sh', '-c', 'echo %s > /data/who && sync' % text])
+
+
+def read_back(fleet, host, volume):
+    return fleet.docker(host, ['run', '--rm', '--network', 'none', '-v', volume + ':/data',
+                               'lab/busybox:latest', 'cat', '/data/who']).strip()
+
+
+def by_id_links(fleet, host):
+    return sorted(fleet.sh(host, 'ls /dev/disk/by-id 2>/dev/null || true').split())
+
+
+def test_site_yml_cinder_fleet(cloud_fleet, uid):
+    cf, fleet = cloud_fleet, cloud_fleet.fleet
+    hosts = cf.hosts
+    assert len(hosts) == 3
+    vols = dict((h, [{'name': '%s-%s' % (uid, h), 'backend': 'cinder', 'size': '1GiB'}]) for h in hosts)
+    vols[hosts[0]].append({'name': '%s-%s-x' % (uid, hosts[0]), 'backend': 'cinder', 'size': '1GiB',
+                           'fstype': 'xfs'})
+    names = dict((h, [v['name'] for v in vols[h]]) for h in hosts)
+    # the hosts cannot make cloud calls at all: no SDK, and the cloud's endpoints are the machine's 127.0.0.1
+    for host in hosts:
+        assert fleet.lab.exec(host, ['python3', '-c', 'import openstack'], check=False).returncode != 0
+    before = dict((h, fleet.snapshot(h)) for h in hosts)
+
+    # --check on a fresh fleet: nothing in the cloud, nothing on the hosts
+    t0 = time.monotonic()
+    res = cf.site(vols, check=True).assert_ok()
+    t_check = time.monotonic() - t0
+    assert cf.ours() == {}, 'check mode created Cinder volumes'
+    for host in hosts:
+        assert fleet.snapshot(host) == before[host], host
+
+    t0 = time.monotonic()
+    res = cf.site(vols).assert_ok()
+    t_first = time.monotonic() - t0
+    assert all(per_host(res, 'changed')[h] >= 1 for h in hosts), res.summary()
+    # the cloud calls ran on the controller (delegated), the host chain on each host
+    for task in ('Create or grow the Cinder volumes', 'Attach them to this host\'s Nova server'):
+        for host in hosts:
+            assert res.result(task, host).get('_ansible_delegated_vars', {}).get('ansible_host') == 'localhost', task
+    ours = cf.ours()
+    assert sorted(ours) == sorted(n for h in hosts for n in names[h])
+    for host in hosts:
+        for name in names[host]:
+            vol = ours[name]
+            assert vol.status == 'in-use'
+            assert [a['server_id'] for a in vol.attachments] == [cf.servers[host].id], (name, vol.attachments)
+            # published inside its own host only
+            link = 'virtio-' + vol.id[:20]
+            assert link in by_id_links(fleet, host)
+            assert all(link not in by_id_links(fleet, other) for other in hosts if other != host)
+            mp = '/var/lib/persistent-volumes/mounts/' + name
+            assert fleet.sh(host, 'findmnt -n -o TARGET %s' % mp).strip() == mp
+            assert mp in fleet.sh(host, 'cat /etc/fstab')
+        assert set(names[host]) <= set(fleet.docker(host, ['volume', 'ls', '-q']).split())
+        record = res.result('Manage the persistent volumes in one call', host)['volumes']
+        assert sorted(v['name'] for v in record) == sorted(names[host])
+
+    for host in hosts:
+        for name in names[host]:
+            write(fleet, host, name, '%s-%s' % (host, name))
+    for host in hosts:
+        for name in names[host]:
+            assert read_back(fleet, host, name) == '%s-%s' % (host, name)
+
+    t0 = time.monotonic()
+    res = cf.site(vols).assert_ok()
+    t_rerun = time.monotonic() - t0
+    assert per_host(res, 'changed') == dict((h, 0) for h in hosts), res.summary()
+
+    converged = dict((h, fleet.snapshot(h)) for h in hosts)
+    cloud = cf.cloud_snapshot()
+    res = cf.site(vols, check=True).assert_ok()
+    assert per_host(res, 'changed') == dict((h, 0) for h in hosts), res.summary()
+    assert cf.cloud_snapshot() == cloud
+    for host in hosts:
+        assert fleet.snapshot(host) == converged[host], host
+    assert cf.hv.errors == [], cf.hv.errors
+    print('cinder fleet: check %.1f s, first run %.1f s, re-run %.1f s' % (t_check, t_first, t_rerun))
