@@ -95,7 +95,7 @@ class CloudFleet(object):
         self.uid = uid
         self.hosts = fleet.names
         fleet.runner.env.update(openstack_cloud['env'])
-        self.created = {}                   # host -> [names]
+        self.created = {}                   # host -> {name: backend}
 
     def hostvars(self, volumes):
         """{host: [volume dicts]} -> hostvars: the host's own server and volumes."""
@@ -106,8 +106,9 @@ class CloudFleet(object):
 
     def site(self, volumes, check=False, limit=None):
         for host, vols in volumes.items():
-            self.created.setdefault(host, [])
-            self.created[host].extend(v['name'] for v in vols if v['name'] not in self.created[host])
+            for v in vols:
+                if v.get('state', 'present') == 'present':
+                    self.created.setdefault(host, {})[v['name']] = v.get('backend', 'loop')
         inv = self.fleet.inventory(self.groupvars, self.hostvars(volumes))
         return self.fleet.runner.run_playbook(SITE_YML, inventory=inv, check=check, limit=limit,
                                               args=['--forks', '3'])
@@ -136,8 +137,9 @@ class CloudFleet(object):
     def cleanup(self):
         errors = []
         if self.created:
-            absent = dict((h, [{'name': n, 'backend': 'cinder', 'state': 'absent', 'force': True} for n in names])
+            absent = dict((h, [{'name': n, 'backend': b, 'state': 'absent', 'force': True} for n, b in names.items()])
                           for h, names in self.created.items())
+            self.created = {}
             res = self.site(absent)
             if res.rc != 0:
                 errors.append('site.yml state=absent: %s' % res.summary())
@@ -242,3 +244,115 @@ def test_site_yml_cinder_fleet(cloud_fleet, uid):
         assert fleet.snapshot(host) == converged[host], host
     assert cf.hv.errors == [], cf.hv.errors
     print('cinder fleet: check %.1f s, first run %.1f s, re-run %.1f s' % (t_check, t_first, t_rerun))
+
+
+class AttachmentWatch(object):
+    """Polls the attachments of Cinder volumes (own connection, every 0.1 s) during a move: the
+    largest number of servers any of them was attached to at once, and the sequence seen."""
+
+    def __init__(self, volume_ids):
+        self.ids = list(volume_ids)
+        self.max_servers = 0
+        self.seen = dict((vid, []) for vid in self.ids)
+        self.polls = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(30)
+
+    def _run(self):
+        c = _cinder.connect()
+        try:
+            while not self._stop.is_set():
+                for vid in self.ids:
+                    servers = tuple(sorted(a['server_id'] for a in c.block_storage.get_volume(vid).attachments or []))
+                    self.max_servers = max(self.max_servers, len(servers))
+                    if not self.seen[vid] or self.seen[vid][-1] != servers:
+                        self.seen[vid].append(servers)
+                self.polls += 1
+                self._stop.wait(0.1)
+        finally:
+            c.close()
+
+
+def test_move_cinder_volume_between_hosts(cloud_fleet, uid):
+    cf, fleet = cloud_fleet, cloud_fleet.fleet
+    h1, h2, h3 = cf.hosts[:3]
+    m1, m2, loop1 = uid + '-m1', uid + '-m2', uid + '-l1'
+    vols = {h1: [{'name': m1, 'backend': 'cinder', 'size': '1GiB'},
+                 {'name': m2, 'backend': 'cinder', 'size': '1GiB', 'fstype': 'xfs'},
+                 {'name': loop1, 'size': '64MiB'}],
+            # the target already has a volume called m2 (a loop volume of its own)
+            h2: [{'name': m2, 'size': '64MiB'}]}
+    cf.site(vols).assert_ok()
+    ids = dict((n, v.id) for n, v in cf.ours().items())
+    write(fleet, h1, m1, 'm1-from-' + h1)
+    write(fleet, h1, m2, 'm2-from-' + h1)
+    fleet.docker(h1, ['run', '-d', '--name', uid + '-app', '--network', 'none', '-v', m1 + ':/data',
+                      'lab/busybox:latest', 'sleep', '3600'])
+
+    def state():
+        return dict((h, fleet.snapshot(h)) for h in cf.hosts), cf.cloud_snapshot()
+
+    # bad input: each a clear error, nothing changed anywhere
+    before = state()
+    bad = [
+        (([m1], h1, h1), 'are the same host (%s)' % h1),
+        (([m1], h1, 'nohost'), "pv_move_to: unknown host 'nohost'"),
+        (([m1], 'nohost', h2), "pv_move_from: unknown host 'nohost'"),
+        (([loop1], h1, h2), 'a loop volume is an image file on %s' % h1),
+        (([uid + '-nope'], h1, h2), 'manages no volume of that name'),
+        (([m2], h1, h2), '%s already has a volume of that name' % h2),
+        (([m1], h1, h2), 'in use by container(s) %s-app' % uid),       # refused without force
+    ]
+    for (names, src, dst), message in bad:
+        res = cf.move(names, src, dst, vols).assert_failed()
+        assert message in res.stdout + res.stderr, (names, src, dst, res.summary())
+        assert state() == before, (names, src, dst)
+
+    # --check: reports both sides, changes nothing
+    res = cf.move([m1], h1, h2, vols, force=True, check=True).assert_ok()
+    assert state() == before
+    assert res.stats[h2]['changed'] == 1 and res.stats[h1]['changed'] >= 1, res.summary()
+
+    # the move, with force (the container on A is removed); attachments polled all along
+    t0 = time.monotonic()
+    with AttachmentWatch([ids[m1]]) as watch:
+        res = cf.move([m1], h1, h2, vols, force=True).assert_ok()
+    t_move = time.monotonic() - t0
+    assert watch.polls > 10 and watch.max_servers == 1, watch.seen
+    assert watch.seen[ids[m1]] == [(cf.servers[h1].id,), (), (cf.servers[h2].id,)], watch.seen
+    cf.created[h1].pop(m1)
+    cf.created[h2][m1] = 'cinder'
+    cf.created.setdefault(h1, {})  # A keeps a 'detached' record: cleaned with backend device
+    vol = cf.conn.block_storage.get_volume(ids[m1])
+    assert vol.status == 'in-use' and [a['server_id'] for a in vol.attachments] == [cf.servers[h2].id]
+    mp = '/var/lib/persistent-volumes/mounts/' + m1
+    # A is empty: no container, Docker volume, mount, fstab line or device
+    assert uid + '-app' not in fleet.docker(h1, ['ps', '-a', '--format', '{{.Names}}'])
+    assert m1 not in fleet.docker(h1, ['volume', 'ls', '-q']).split()
+    assert fleet.sh(h1, 'findmnt -n %s || true' % mp).strip() == ''
+    assert mp not in fleet.sh(h1, 'cat /etc/fstab')
+    assert 'virtio-' + ids[m1][:20] not in by_id_links(fleet, h1)
+    # B has it, data intact
+    assert fleet.sh(h2, 'findmnt -n -o TARGET %s' % mp).strip() == mp
+    assert mp in fleet.sh(h2, 'cat /etc/fstab')
+    assert read_back(fleet, h2, m1) == 'm1-from-' + h1
+    # the other volumes of A are untouched
+    assert read_back(fleet, h1, m2) == 'm2-from-' + h1
+
+    # re-run: nothing to do anywhere
+    after = state()
+    res = cf.move([m1], h1, h2, vols, force=True).assert_ok()
+    assert all(s.get('changed', 0) == 0 for s in res.stats.values()), res.summary()
+    assert state() == after
+    assert cf.hv.errors == [], cf.hv.errors
+    print('move of 1 cinder volume: %.1f s' % t_move)
+    # clean-up: A's detached record (host side only), then the rest as usual
+    cf.site({h1: [{'name': m1, 'backend': 'device', 'state': 'absent'}]}).assert_ok()
