@@ -96,6 +96,7 @@ class CloudFleet(object):
         self.hosts = fleet.names
         fleet.runner.env.update(openstack_cloud['env'])
         self.created = {}                   # host -> {name: backend}
+        self.foreign = []                   # Cinder volumes the test made through the SDK
 
     def hostvars(self, volumes):
         """{host: [volume dicts]} -> hostvars: the host's own server and volumes."""
@@ -146,7 +147,26 @@ class CloudFleet(object):
         for vol in self.ours().values():
             errors.append('left in Cinder after state=absent: %s' % vol.id)
             destroy_volume(self.conn, vol)
+        for vid in self.foreign:
+            destroy_volume(self.conn, vid)
         return errors
+
+    def foreign_volume(self, name, host):
+        """A Cinder volume NOT made by this collection (no pv_ marks), attached to ``host``'s server
+        and used there through backend device (as a user could): what a move must refuse."""
+        vol = self.conn.block_storage.create_volume(name=name, size=1)
+        self.foreign.append(vol.id)
+        self.conn.block_storage.wait_for_status(vol, 'available', interval=0.5, wait=120)
+        self.conn.compute.create_volume_attachment(self.servers[host].id, volume_id=vol.id)
+        self.conn.block_storage.wait_for_status(vol, 'in-use', interval=0.5, wait=120)
+        self.hv.wait_published(vol.id, host)
+        self.created.setdefault(host, {})[name] = 'device'
+        task = {'persistent_volumes.docker.volume': {
+            'name': name, 'backend': 'device', 'size': '1GiB',
+            'backend_options': {'id': vol.id, 'locators': ['/dev/disk/by-id/virtio-' + vol.id[:20]]}}}
+        play = {'hosts': host, 'gather_facts': False, 'become': True, 'tasks': [task]}
+        self.fleet.runner.run([play], inventory=self.fleet.inventory()).assert_changed()
+        return vol.id
 
 
 @pytest.fixture
@@ -293,6 +313,8 @@ def test_move_cinder_volume_between_hosts(cloud_fleet, uid):
     cf.site(vols).assert_ok()
     ids = dict((n, v.id) for n, v in cf.ours().items())
     write(fleet, h1, m1, 'm1-from-' + h1)
+    foreign = uid + '-foreign'
+    cf.foreign_volume(foreign, h1)
     write(fleet, h1, m2, 'm2-from-' + h1)
     fleet.docker(h1, ['run', '-d', '--name', uid + '-app', '--network', 'none', '-v', m1 + ':/data',
                       'lab/busybox:latest', 'sleep', '3600'])
@@ -308,6 +330,7 @@ def test_move_cinder_volume_between_hosts(cloud_fleet, uid):
         (([m1], 'nohost', h2), "pv_move_from: unknown host 'nohost'"),
         (([loop1], h1, h2), 'a loop volume is an image file on %s' % h1),
         (([uid + '-nope'], h1, h2), 'manages no volume of that name'),
+        (([foreign], h1, h2), 'is not a volume of this collection (no pv_name mark)'),
         (([m2], h1, h2), '%s already has a volume of that name' % h2),
         (([m1], h1, h2), 'in use by container(s) %s-app' % uid),       # refused without force
     ]
