@@ -187,3 +187,21 @@ class LabHypervisor(object):
             time.sleep(0.1)
         raise AssertionError('volume %s not published in %s after %ss (errors: %s)'
                              % (volume_id, host, timeout, self.errors[-3:]))
+
+    def guest_died(self, host, conn):
+        """Host ``host`` dies as a guest does: its container is killed (dockerd, sshd and its mount
+        namespace go with it) and the hypervisor reports its server SHUTOFF (Nova's stop)."""
+        self.mark_down(host)
+        self.lab.docker('kill', [h for h in self.lab.hosts if h['name'] == host][0]['container'])
+        server = conn.compute.get_server(self.servers[host])
+        conn.compute.stop_server(server)
+        conn.compute.wait_for_server(server, status='SHUTOFF', wait=120, interval=0.5)
+
+    def guest_replaced(self, host, conn):
+        """Bring ``host`` back as a fresh lab host and its server ACTIVE (test clean-up)."""
+        self.lab.reset_host(host)
+        server = conn.compute.get_server(self.servers[host])
+        if server.status == 'SHUTOFF':
+            conn.compute.start_server(server)
+            conn.compute.wait_for_server(server, status='ACTIVE', wait=120, interval=0.5)
+        self.down.discard(host)

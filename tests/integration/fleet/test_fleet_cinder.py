@@ -379,3 +379,85 @@ def test_move_cinder_volume_between_hosts(cloud_fleet, uid):
     print('move of 1 cinder volume: %.1f s' % t_move)
     # clean-up: A's detached record (host side only), then the rest as usual
     cf.site({h1: [{'name': m1, 'backend': 'device', 'state': 'absent'}]}).assert_ok()
+
+
+FAILOVER_YML = os.path.join(helpers.REPO_ROOT, 'playbooks', 'failover.yml')
+
+
+def test_failover_from_a_dead_host(cloud_fleet, uid):
+    """Host A dies (container killed, server SHUTOFF): failover.yml takes its 5 volumes over on B,
+    fenced; refused while A's server is ACTIVE. Timed next to the floor (bare SDK detach+attach)."""
+    cf, fleet = cloud_fleet, cloud_fleet.fleet
+    h1, h2, h3 = cf.hosts[:3]
+    names = ['%s-f%d' % (uid, i) for i in range(5)]
+    vols = {h1: [{'name': n, 'backend': 'cinder', 'size': '1GiB'} for n in names] + [{'name': uid + '-fl', 'size': '64MiB'}]}
+    cf.site(vols).assert_ok()
+    ids = dict((n, v.id) for n, v in cf.ours().items())
+    for n in names:
+        # written and fsync'ed on A
+        write(fleet, h1, n, 'fsynced-on-A-' + n)
+
+    def failover(extra=None, check=False):
+        inv = fleet.inventory(cf.groupvars, cf.hostvars(vols))
+        ev = {'pv_failover_from': h1, 'pv_failover_to': h2}
+        ev.update(extra or {})
+        return fleet.runner.run_playbook(FAILOVER_YML, inventory=inv, check=check, extra_vars=ev,
+                                         args=['--forks', '3'])
+
+    # A is up (ACTIVE): refused, nothing changed; loop volumes cannot be taken over
+    before = (dict((h, fleet.snapshot(h)) for h in (h2, h3)), cf.cloud_snapshot())
+    res = failover().assert_failed()
+    assert 'not SHUTOFF' in res.stdout and 'fencing' in res.stdout, res.summary()
+    res = failover({'pv_failover_volumes': [uid + '-fl']}).assert_failed()
+    assert 'is a loop volume' in res.stdout and 'host-local' in res.stdout, res.summary()
+    res = failover({'pv_failover_to': h1}).assert_failed()
+    assert 'are the same host' in res.stdout, res.summary()
+    assert (dict((h, fleet.snapshot(h)) for h in (h2, h3)), cf.cloud_snapshot()) == before
+
+    try:
+        cf.hv.guest_died(h1, cf.conn)
+        t0 = time.monotonic()
+        with AttachmentWatch([ids[n] for n in names]) as watch:
+            res = failover().assert_ok()
+        t_failover = time.monotonic() - t0
+        assert watch.max_servers == 1, watch.seen
+        for n in names:
+            vol = cf.conn.block_storage.get_volume(ids[n])
+            assert [a['server_id'] for a in vol.attachments] == [cf.servers[h2].id]
+            assert read_back(fleet, h2, n) == 'fsynced-on-A-' + n
+            cf.created[h1].pop(n)
+            cf.created.setdefault(h2, {})[n] = 'cinder'
+        fsck = res.result('Filesystem check before mounting (read-only unless pv_failover_fsck_repair)', h2)
+        verdicts = [line for line in fsck['stdout_lines'] if line.startswith(('CLEAN ', 'ERRORS '))]
+        assert fsck['rc'] == 0 and sorted(verdicts) == sorted('CLEAN ' + n for n in names), fsck
+        assert 'e2fsck -f -n' in fsck['cmd']
+
+        # re-run: nothing to do anywhere
+        res = failover().assert_ok()
+        assert all(s.get('changed', 0) == 0 for s in res.stats.values()), res.summary()
+
+        # the floor: bare SDK detach + attach of the same 5 volumes (B -> C), unmounted first
+        detached = dict((h2, [{'name': n, 'backend': 'cinder', 'state': 'detached'} for n in names]) for _ in [0])
+        cf.site(detached).assert_ok()
+        t0 = time.monotonic()
+        for n in names:
+            cf.conn.compute.create_volume_attachment(cf.servers[h3].id, volume_id=ids[n])
+        for n in names:
+            cf.conn.block_storage.wait_for_status(cf.conn.block_storage.get_volume(ids[n]), 'in-use', interval=0.2, wait=120)
+        t_attach = time.monotonic() - t0
+        t0 = time.monotonic()
+        for n in names:
+            cf.conn.compute.delete_volume_attachment(cf.servers[h3].id, ids[n])
+        for n in names:
+            cf.conn.block_storage.wait_for_status(cf.conn.block_storage.get_volume(ids[n]), 'available', interval=0.2, wait=120)
+        for n in names:
+            cf.conn.compute.create_volume_attachment(cf.servers[h2].id, volume_id=ids[n])
+        for n in names:
+            cf.conn.block_storage.wait_for_status(cf.conn.block_storage.get_volume(ids[n]), 'in-use', interval=0.2, wait=120)
+        t_floor = time.monotonic() - t0
+        print('failover of 5 cinder volumes: %.1f s; floor (SDK detach+attach): %.1f s; ratio %.2f '
+              '(SDK attach alone %.1f s)' % (t_failover, t_floor, t_failover / t_floor, t_attach))
+    finally:
+        cf.created.get(h1, {}).clear()       # A is replaced by a fresh host: nothing of it to clean
+        cf.hv.guest_replaced(h1, cf.conn)
+    assert cf.hv.errors == [], cf.hv.errors
