@@ -44,19 +44,28 @@ HOST_SCRIPTS = os.path.join(HERE, 'host')
 CGROUP_EXEC = os.path.join(HERE, 'netns-cgroup-exec')
 
 CACHE = os.environ.get('PV_LAB_CACHE', '/var/cache/pv-lab')
-STATE = os.environ.get('PV_LAB_STATE', '/run/pv-lab')
+# PV_LAB_INSTANCE=N (1-9): a second lab beside the default one on the same machine (own names,
+# subnet 172.31.(242+N).0/24, state, lock and lab dockerd data root); default: the one lab.
+INSTANCE = os.environ.get('PV_LAB_INSTANCE', '')
+if INSTANCE and not (INSTANCE.isdigit() and 1 <= int(INSTANCE) <= 9):
+    raise SystemExit('PV_LAB_INSTANCE must be 1..9, not %r' % INSTANCE)
+_SFX = INSTANCE
+_NET = 242 + int(INSTANCE or 0)
+STATE = os.environ.get('PV_LAB_STATE', '/run/pv-lab' + _SFX)
+LOCK = '/run/pv-lab%s.lock' % _SFX
 
 # names and addresses: distinct from every other harness on the machine
-NETNS = 'pvlab'
-VETH_HOST = 'pvlab-h'          # machine side, 172.31.242.254
-VETH_NS = 'pvlab-n'            # inside the netns, enslaved to the bridge
-BRIDGE = 'pvlabbr0'
-NETWORK = 'pvlab'
-SUBNET = '172.31.242.0/24'
-GATEWAY = '172.31.242.1'
-MACHINE_IP = '172.31.242.254'
-CGROUP_PARENT = 'pvlab'
-CONTAINER_PREFIX = 'pvlab-'
+NETNS = 'pvlab' + _SFX
+VETH_HOST = 'pvlab%s-h' % _SFX     # machine side, 172.31.242.254
+VETH_NS = 'pvlab%s-n' % _SFX       # inside the netns, enslaved to the bridge
+BRIDGE = 'pvlab%sbr0' % _SFX
+NETWORK = 'pvlab' + _SFX
+SUBNET = '172.31.%d.0/24' % _NET
+GATEWAY = '172.31.%d.1' % _NET
+MACHINE_IP = '172.31.%d.254' % _NET
+CGROUP_PARENT = 'pvlab' + _SFX
+CONTAINER_PREFIX = 'pvlab%s-' % _SFX
+DATA_ROOT_NAME = 'docker' + _SFX
 
 # What a managed Docker host needs (README, "Managed hosts") + how Ansible reaches it
 # (openssh-server, sudo) + the tests' container image (busybox-static). Nothing else: the
@@ -382,7 +391,7 @@ class Lab(object):
         run(['ip', '-n', NETNS, 'route', 'add', 'unreachable', 'default'])
 
     def _dockerd_up(self):
-        data_root = os.path.join(self.cache, 'docker')
+        data_root = os.path.join(self.cache, DATA_ROOT_NAME)
         os.makedirs(data_root, exist_ok=True)
         conf = os.path.join(self.state, 'daemon.json')
         with open(conf, 'w') as handle:
@@ -433,7 +442,7 @@ class Lab(object):
 
     def _hosts_up(self, key, n):
         hosts = [{'name': 'host%d' % i, 'container': CONTAINER_PREFIX + 'host%d' % i,
-                  'ip': '172.31.242.%d' % (10 + i), 'image': image_tag(key)} for i in range(1, n + 1)]
+                  'ip': '172.31.%d.%d' % (_NET, 10 + i), 'image': image_tag(key)} for i in range(1, n + 1)]
         for host in hosts:
             self._run_host(host)
         self._wait_ready(hosts)
@@ -548,7 +557,7 @@ class Lab(object):
 
         class _Lock(object):
             def __enter__(self):
-                self.handle = open('/run/pv-lab.lock', 'w')
+                self.handle = open(LOCK, 'w')
                 fcntl.flock(self.handle, fcntl.LOCK_EX)
                 return lab
 
@@ -662,7 +671,7 @@ class Lab(object):
 
     def purge(self):
         self.down()
-        data_root = os.path.join(self.cache, 'docker')
+        data_root = os.path.join(self.cache, DATA_ROOT_NAME)
         if os.path.exists(data_root):
             run(['rm', '-rf', '--one-file-system', data_root])
 

@@ -1,0 +1,463 @@
+# -*- coding: utf-8 -*-
+# Copyright: persistent_volumes.docker contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""playbooks/site.yml and playbooks/move.yml with backend cinder on the lab: each lab host is a
+Nova server of the shared test cloud.
+
+Rule: the cloud calls run on the controller (``pv_cloud_delegate_to: localhost``; the hosts have
+neither openstacksdk nor a route to the cloud); the hypervisor emulation
+(tests/harness/openstack/lab_hypervisor.py) shows a volume attached to server X inside lab host X
+only, over one shared backing store. Every test removes its volumes (hosts and cloud) afterwards;
+the servers are booted once per session and deleted at the end.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import sys
+import threading
+import time
+
+import pytest
+
+import pv_integration_helpers as helpers  # pylint: disable=import-error
+
+pytestmark = [pytest.mark.cinder, pytest.mark.timeout(1200)]
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CINDER_DIR = os.path.join(os.path.dirname(HERE), 'cinder')
+if CINDER_DIR not in sys.path:
+    sys.path.append(CINDER_DIR)          # the cinder conftest imports cinder_helpers
+_cinder = helpers.load_module('pv_cinder_conftest', os.path.join(CINDER_DIR, 'conftest.py'))
+openstack_cloud = _cinder.openstack_cloud     # noqa: F811 (fixtures reused as they are)
+conn = _cinder.conn
+destroy_volume = _cinder.destroy_volume
+CLOUDS_YAML = _cinder.CLOUDS_YAML
+
+_hv_mod = helpers.load_module('pv_lab_hypervisor', os.path.join(
+    helpers.REPO_ROOT, 'tests', 'harness', 'openstack', 'lab_hypervisor.py'))
+
+SITE_YML = os.path.join(helpers.REPO_ROOT, 'playbooks', 'site.yml')
+MOVE_YML = os.path.join(helpers.REPO_ROOT, 'playbooks', 'move.yml')
+IMAGE = 'pv-test-image'
+FLAVOR = 'pv.tiny'
+
+
+@pytest.fixture(scope='session')
+def lab_servers(lab, conn):
+    """One Nova server per lab host, named after the host's container (e.g. pvlab-host1)."""
+    image = conn.image.find_image(IMAGE, ignore_missing=False)
+    flavor = conn.compute.find_flavor(FLAVOR, ignore_missing=False)
+    names = dict((h['name'], h['container']) for h in lab.hosts)
+    servers = {}
+    try:
+        for host, name in names.items():
+            for old in conn.compute.servers(name=name):
+                if old.name == name:                       # a killed run's leftover
+                    conn.compute.delete_server(old)
+                    conn.compute.wait_for_delete(old, interval=1, wait=120)
+            servers[host] = conn.compute.create_server(name=name, image_id=image.id, flavor_id=flavor.id,
+                                                       networks='none')
+        for host in list(servers):
+            servers[host] = conn.compute.wait_for_server(servers[host], status='ACTIVE', wait=240, interval=1)
+        yield servers
+    finally:
+        for server in servers.values():
+            try:
+                conn.compute.delete_server(server)
+            except Exception:  # pylint: disable=broad-except
+                pass
+        for server in servers.values():
+            try:
+                conn.compute.wait_for_delete(server, interval=1, wait=120)
+            except Exception:  # pylint: disable=broad-except
+                pass
+
+
+@pytest.fixture(scope='session')
+def lab_hypervisor(lab, lab_servers, tmp_path_factory):
+    hv = _hv_mod.LabHypervisor(lab, dict((h, s.id) for h, s in lab_servers.items()),
+                               str(tmp_path_factory.mktemp('san')), clouds_yaml=CLOUDS_YAML).start()
+    yield hv
+    hv.stop()
+
+
+class CloudFleet(object):
+    """The fleet with backend cinder: per-host volume lists, site/move runs with forks 3."""
+
+    def __init__(self, fleet, conn, servers, hv, uid, openstack_cloud):
+        self.fleet = fleet
+        self.conn = conn
+        self.servers = servers
+        self.hv = hv
+        self.uid = uid
+        self.hosts = fleet.names
+        fleet.runner.env.update(openstack_cloud['env'])
+        self.created = {}                   # host -> {name: backend}
+        self.foreign = []                   # Cinder volumes the test made through the SDK
+
+    def hostvars(self, volumes):
+        """{host: [volume dicts]} -> hostvars: the host's own server and volumes."""
+        return dict((h, {'pv_cinder': {'cloud': 'pvtest', 'server': self.servers[h].name},
+                         'pv_volumes': volumes.get(h, [])}) for h in self.hosts)
+
+    groupvars = {'pv_cloud_delegate_to': 'localhost'}
+
+    def site(self, volumes, check=False, limit=None):
+        for host, vols in volumes.items():
+            for v in vols:
+                if v.get('state', 'present') == 'present':
+                    self.created.setdefault(host, {})[v['name']] = v.get('backend', 'loop')
+        inv = self.fleet.inventory(self.groupvars, self.hostvars(volumes))
+        return self.fleet.runner.run_playbook(SITE_YML, inventory=inv, check=check, limit=limit,
+                                              args=['--forks', '3'])
+
+    def move(self, names, src, dst, volumes, force=False, check=False, extra=None):
+        inv = self.fleet.inventory(self.groupvars, self.hostvars(volumes))
+        ev = {'pv_move_volumes': names, 'pv_move_from': src, 'pv_move_to': dst, 'pv_move_force': force}
+        ev.update(extra or {})
+        return self.fleet.runner.run_playbook(MOVE_YML, inventory=inv, check=check, extra_vars=ev,
+                                              args=['--forks', '3'])
+
+    def ours(self):
+        """{pv_name: volume} of this test's Cinder volumes."""
+        out = {}
+        for vol in self.conn.block_storage.volumes(details=True):
+            name = (vol.metadata or {}).get('pv_name', '')
+            if name.startswith(self.uid):
+                assert name not in out, 'duplicate Cinder volume for %s' % name
+                out[name] = vol
+        return out
+
+    def cloud_snapshot(self):
+        return dict((n, (v.id, v.status, v.size, sorted(a['server_id'] for a in v.attachments or [])))
+                    for n, v in self.ours().items())
+
+    def cleanup(self):
+        errors = []
+        if self.created:
+            absent = dict((h, [{'name': n, 'backend': b, 'state': 'absent', 'force': True} for n, b in names.items()])
+                          for h, names in self.created.items())
+            self.created = {}
+            res = self.site(absent)
+            if res.rc != 0:
+                errors.append('site.yml state=absent: %s' % res.summary())
+        for vol in self.ours().values():
+            errors.append('left in Cinder after state=absent: %s' % vol.id)
+            destroy_volume(self.conn, vol)
+        for vid in self.foreign:
+            destroy_volume(self.conn, vid)
+        return errors
+
+    def foreign_volume(self, name, host):
+        """A Cinder volume NOT made by this collection (no pv_ marks), attached to ``host``'s server
+        and used there through backend device (as a user could): what a move must refuse."""
+        vol = self.conn.block_storage.create_volume(name=name, size=1)
+        self.foreign.append(vol.id)
+        self.conn.block_storage.wait_for_status(vol, 'available', interval=0.5, wait=120)
+        self.conn.compute.create_volume_attachment(self.servers[host].id, volume_id=vol.id)
+        self.conn.block_storage.wait_for_status(vol, 'in-use', interval=0.5, wait=120)
+        self.hv.wait_published(vol.id, host)
+        self.created.setdefault(host, {})[name] = 'device'
+        task = {'persistent_volumes.docker.volume': {
+            'name': name, 'backend': 'device', 'size': '1GiB',
+            'backend_options': {'id': vol.id, 'locators': ['/dev/disk/by-id/virtio-' + vol.id[:20]]}}}
+        play = {'hosts': host, 'gather_facts': False, 'become': True, 'tasks': [task]}
+        self.fleet.runner.run([play], inventory=self.fleet.inventory()).assert_changed()
+        return vol.id
+
+
+@pytest.fixture
+def cloud_fleet(fleet, conn, lab_servers, lab_hypervisor, uid, openstack_cloud):
+    cf = CloudFleet(fleet, conn, lab_servers, lab_hypervisor, uid, openstack_cloud)
+    yield cf
+    errors = cf.cleanup()
+    if errors:
+        pytest.fail('clean-up: ' + '; '.join(errors), pytrace=False)
+
+
+def per_host(res, key):
+    return dict((host, stats.get(key, 0)) for host, stats in res.stats.items() if host != 'localhost')
+
+
+def write(fleet, host, volume, text):
+    fleet.docker(host, ['run', '--rm', '--network', 'none', '-v', volume + ':/data', 'lab/busybox:latest',
+                        'sh', '-c', 'echo %s > /data/who && sync' % text])
+
+
+def read_back(fleet, host, volume):
+    return fleet.docker(host, ['run', '--rm', '--network', 'none', '-v', volume + ':/data',
+                               'lab/busybox:latest', 'cat', '/data/who']).strip()
+
+
+def by_id_links(fleet, host):
+    return sorted(fleet.sh(host, 'ls /dev/disk/by-id 2>/dev/null || true').split())
+
+
+def test_site_yml_cinder_fleet(cloud_fleet, uid):
+    cf, fleet = cloud_fleet, cloud_fleet.fleet
+    hosts = cf.hosts
+    assert len(hosts) == 3
+    vols = dict((h, [{'name': '%s-%s' % (uid, h), 'backend': 'cinder', 'size': '1GiB'}]) for h in hosts)
+    vols[hosts[0]].append({'name': '%s-%s-x' % (uid, hosts[0]), 'backend': 'cinder', 'size': '1GiB',
+                           'fstype': 'xfs'})
+    names = dict((h, [v['name'] for v in vols[h]]) for h in hosts)
+    # the hosts cannot make cloud calls at all: no SDK, and the cloud's endpoints are the machine's 127.0.0.1
+    for host in hosts:
+        assert fleet.lab.exec(host, ['python3', '-c', 'import openstack'], check=False).returncode != 0
+    before = dict((h, fleet.snapshot(h)) for h in hosts)
+
+    # --check on a fresh fleet: nothing in the cloud, nothing on the hosts
+    t0 = time.monotonic()
+    res = cf.site(vols, check=True).assert_ok()
+    t_check = time.monotonic() - t0
+    assert cf.ours() == {}, 'check mode created Cinder volumes'
+    for host in hosts:
+        assert fleet.snapshot(host) == before[host], host
+
+    t0 = time.monotonic()
+    res = cf.site(vols).assert_ok()
+    t_first = time.monotonic() - t0
+    assert all(per_host(res, 'changed')[h] >= 1 for h in hosts), res.summary()
+    # the cloud calls ran on the controller (delegated), the host chain on each host
+    for task in ('Create or grow the Cinder volumes', 'Attach them to this host\'s Nova server'):
+        for host in hosts:
+            assert res.result(task, host).get('_ansible_delegated_vars', {}).get('ansible_host') == 'localhost', task
+    ours = cf.ours()
+    assert sorted(ours) == sorted(n for h in hosts for n in names[h])
+    for host in hosts:
+        for name in names[host]:
+            vol = ours[name]
+            assert vol.status == 'in-use'
+            assert [a['server_id'] for a in vol.attachments] == [cf.servers[host].id], (name, vol.attachments)
+            # published inside its own host only
+            link = 'virtio-' + vol.id[:20]
+            assert link in by_id_links(fleet, host)
+            assert all(link not in by_id_links(fleet, other) for other in hosts if other != host)
+            mp = '/var/lib/persistent-volumes/mounts/' + name
+            assert fleet.sh(host, 'findmnt -n -o TARGET %s' % mp).strip() == mp
+            assert mp in fleet.sh(host, 'cat /etc/fstab')
+        assert set(names[host]) <= set(fleet.docker(host, ['volume', 'ls', '-q']).split())
+        record = res.result('Manage the persistent volumes in one call', host)['volumes']
+        assert sorted(v['name'] for v in record) == sorted(names[host])
+
+    for host in hosts:
+        for name in names[host]:
+            write(fleet, host, name, '%s-%s' % (host, name))
+    for host in hosts:
+        for name in names[host]:
+            assert read_back(fleet, host, name) == '%s-%s' % (host, name)
+
+    t0 = time.monotonic()
+    res = cf.site(vols).assert_ok()
+    t_rerun = time.monotonic() - t0
+    assert per_host(res, 'changed') == dict((h, 0) for h in hosts), res.summary()
+
+    converged = dict((h, fleet.snapshot(h)) for h in hosts)
+    cloud = cf.cloud_snapshot()
+    res = cf.site(vols, check=True).assert_ok()
+    assert per_host(res, 'changed') == dict((h, 0) for h in hosts), res.summary()
+    assert cf.cloud_snapshot() == cloud
+    for host in hosts:
+        assert fleet.snapshot(host) == converged[host], host
+    assert cf.hv.errors == [], cf.hv.errors
+    print('cinder fleet: check %.1f s, first run %.1f s, re-run %.1f s' % (t_check, t_first, t_rerun))
+
+
+class AttachmentWatch(object):
+    """Polls the attachments of Cinder volumes (own connection, every 0.1 s) during a move: the
+    largest number of servers any of them was attached to at once, and the sequence seen."""
+
+    def __init__(self, volume_ids):
+        self.ids = list(volume_ids)
+        self.max_servers = 0
+        self.seen = dict((vid, []) for vid in self.ids)
+        self.polls = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(30)
+
+    def _run(self):
+        c = _cinder.connect()
+        try:
+            while not self._stop.is_set():
+                for vid in self.ids:
+                    servers = tuple(sorted(a['server_id'] for a in c.block_storage.get_volume(vid).attachments or []))
+                    self.max_servers = max(self.max_servers, len(servers))
+                    if not self.seen[vid] or self.seen[vid][-1] != servers:
+                        self.seen[vid].append(servers)
+                self.polls += 1
+                self._stop.wait(0.1)
+        finally:
+            c.close()
+
+
+def test_move_cinder_volume_between_hosts(cloud_fleet, uid):
+    cf, fleet = cloud_fleet, cloud_fleet.fleet
+    h1, h2, h3 = cf.hosts[:3]
+    m1, m2, loop1 = uid + '-m1', uid + '-m2', uid + '-l1'
+    vols = {h1: [{'name': m1, 'backend': 'cinder', 'size': '1GiB'},
+                 {'name': m2, 'backend': 'cinder', 'size': '1GiB', 'fstype': 'xfs'},
+                 {'name': loop1, 'size': '64MiB'}],
+            # the target already has a volume called m2 (a loop volume of its own)
+            h2: [{'name': m2, 'size': '64MiB'}]}
+    cf.site(vols).assert_ok()
+    ids = dict((n, v.id) for n, v in cf.ours().items())
+    write(fleet, h1, m1, 'm1-from-' + h1)
+    foreign = uid + '-foreign'
+    cf.foreign_volume(foreign, h1)
+    write(fleet, h1, m2, 'm2-from-' + h1)
+    fleet.docker(h1, ['run', '-d', '--name', uid + '-app', '--network', 'none', '-v', m1 + ':/data',
+                      'lab/busybox:latest', 'sleep', '3600'])
+
+    def state():
+        return dict((h, fleet.snapshot(h)) for h in cf.hosts), cf.cloud_snapshot()
+
+    # bad input: each a clear error, nothing changed anywhere
+    before = state()
+    bad = [
+        (([m1], h1, h1), 'are the same host (%s)' % h1),
+        (([m1], h1, 'nohost'), "pv_move_to: unknown host 'nohost'"),
+        (([m1], 'nohost', h2), "pv_move_from: unknown host 'nohost'"),
+        (([loop1], h1, h2), 'a loop volume is an image file on %s' % h1),
+        (([uid + '-nope'], h1, h2), 'manages no volume of that name'),
+        (([foreign], h1, h2), 'is not a volume of this collection (no pv_name mark)'),
+        (([m2], h1, h2), '%s already has a volume of that name' % h2),
+        (([m1], h1, h2), 'in use by container(s) %s-app' % uid),       # refused without force
+    ]
+    for (names, src, dst), message in bad:
+        res = cf.move(names, src, dst, vols).assert_failed()
+        assert message in res.stdout + res.stderr, (names, src, dst, res.summary())
+        assert state() == before, (names, src, dst)
+
+    # --check: reports both sides, changes nothing
+    res = cf.move([m1], h1, h2, vols, force=True, check=True).assert_ok()
+    assert state() == before
+    assert res.stats[h2]['changed'] == 1 and res.stats[h1]['changed'] >= 1, res.summary()
+
+    # the move, with force (the container on A is removed); attachments polled all along
+    t0 = time.monotonic()
+    with AttachmentWatch([ids[m1]]) as watch:
+        res = cf.move([m1], h1, h2, vols, force=True).assert_ok()
+    t_move = time.monotonic() - t0
+    assert watch.polls > 10 and watch.max_servers == 1, watch.seen
+    assert watch.seen[ids[m1]] == [(cf.servers[h1].id,), (), (cf.servers[h2].id,)], watch.seen
+    cf.created[h1].pop(m1)
+    cf.created[h2][m1] = 'cinder'
+    cf.created.setdefault(h1, {})  # A keeps a 'detached' record: cleaned with backend device
+    vol = cf.conn.block_storage.get_volume(ids[m1])
+    assert vol.status == 'in-use' and [a['server_id'] for a in vol.attachments] == [cf.servers[h2].id]
+    mp = '/var/lib/persistent-volumes/mounts/' + m1
+    # A is empty: no container, Docker volume, mount, fstab line or device
+    assert uid + '-app' not in fleet.docker(h1, ['ps', '-a', '--format', '{{.Names}}'])
+    assert m1 not in fleet.docker(h1, ['volume', 'ls', '-q']).split()
+    assert fleet.sh(h1, 'findmnt -n %s || true' % mp).strip() == ''
+    assert mp not in fleet.sh(h1, 'cat /etc/fstab')
+    assert 'virtio-' + ids[m1][:20] not in by_id_links(fleet, h1)
+    # B has it, data intact
+    assert fleet.sh(h2, 'findmnt -n -o TARGET %s' % mp).strip() == mp
+    assert mp in fleet.sh(h2, 'cat /etc/fstab')
+    assert read_back(fleet, h2, m1) == 'm1-from-' + h1
+    # the other volumes of A are untouched
+    assert read_back(fleet, h1, m2) == 'm2-from-' + h1
+
+    # re-run: nothing to do anywhere
+    after = state()
+    res = cf.move([m1], h1, h2, vols, force=True).assert_ok()
+    assert all(s.get('changed', 0) == 0 for s in res.stats.values()), res.summary()
+    assert state() == after
+    assert cf.hv.errors == [], cf.hv.errors
+    print('move of 1 cinder volume: %.1f s' % t_move)
+    # clean-up: A's detached record (host side only), then the rest as usual
+    cf.site({h1: [{'name': m1, 'backend': 'device', 'state': 'absent'}]}).assert_ok()
+
+
+FAILOVER_YML = os.path.join(helpers.REPO_ROOT, 'playbooks', 'failover.yml')
+
+
+def test_failover_from_a_dead_host(cloud_fleet, uid):
+    """Host A dies (container killed, server SHUTOFF): failover.yml takes its 5 volumes over on B,
+    fenced; refused while A's server is ACTIVE. Timed next to the floor (bare SDK detach+attach)."""
+    cf, fleet = cloud_fleet, cloud_fleet.fleet
+    h1, h2, h3 = cf.hosts[:3]
+    names = ['%s-f%d' % (uid, i) for i in range(5)]
+    vols = {h1: [{'name': n, 'backend': 'cinder', 'size': '1GiB'} for n in names] + [{'name': uid + '-fl', 'size': '64MiB'}]}
+    cf.site(vols).assert_ok()
+    ids = dict((n, v.id) for n, v in cf.ours().items())
+    for n in names:
+        # written and fsync'ed on A
+        write(fleet, h1, n, 'fsynced-on-A-' + n)
+
+    def failover(extra=None, check=False):
+        inv = fleet.inventory(cf.groupvars, cf.hostvars(vols))
+        ev = {'pv_failover_from': h1, 'pv_failover_to': h2}
+        ev.update(extra or {})
+        return fleet.runner.run_playbook(FAILOVER_YML, inventory=inv, check=check, extra_vars=ev,
+                                         args=['--forks', '3'])
+
+    # A is up (ACTIVE): refused, nothing changed; loop volumes cannot be taken over
+    before = (dict((h, fleet.snapshot(h)) for h in (h2, h3)), cf.cloud_snapshot())
+    res = failover().assert_failed()
+    assert 'not SHUTOFF' in res.stdout and 'fencing' in res.stdout, res.summary()
+    res = failover({'pv_failover_volumes': [uid + '-fl']}).assert_failed()
+    assert 'is a loop volume' in res.stdout and 'host-local' in res.stdout, res.summary()
+    res = failover({'pv_failover_to': h1}).assert_failed()
+    assert 'are the same host' in res.stdout, res.summary()
+    assert (dict((h, fleet.snapshot(h)) for h in (h2, h3)), cf.cloud_snapshot()) == before
+
+    try:
+        cf.hv.guest_died(h1, cf.conn)
+        t0 = time.monotonic()
+        with AttachmentWatch([ids[n] for n in names]) as watch:
+            res = failover().assert_ok()
+        t_failover = time.monotonic() - t0
+        assert watch.max_servers == 1, watch.seen
+        for n in names:
+            vol = cf.conn.block_storage.get_volume(ids[n])
+            assert [a['server_id'] for a in vol.attachments] == [cf.servers[h2].id]
+            assert read_back(fleet, h2, n) == 'fsynced-on-A-' + n
+            cf.created[h1].pop(n)
+            cf.created.setdefault(h2, {})[n] = 'cinder'
+        fsck = res.result('Filesystem check before mounting (read-only unless pv_failover_fsck_repair)', h2)
+        verdicts = [line for line in fsck['stdout_lines'] if line.startswith(('CLEAN ', 'ERRORS '))]
+        assert fsck['rc'] == 0 and sorted(verdicts) == sorted('CLEAN ' + n for n in names), fsck
+        assert 'e2fsck -f -n' in fsck['cmd']
+
+        # re-run: nothing to do anywhere
+        res = failover().assert_ok()
+        assert all(s.get('changed', 0) == 0 for s in res.stats.values()), res.summary()
+
+        # the floor: bare SDK detach + attach of the same 5 volumes (B -> C), unmounted first
+        detached = dict((h2, [{'name': n, 'backend': 'cinder', 'state': 'detached'} for n in names]) for _ in [0])
+        cf.site(detached).assert_ok()
+        t0 = time.monotonic()
+        for n in names:
+            cf.conn.compute.create_volume_attachment(cf.servers[h3].id, volume_id=ids[n])
+        for n in names:
+            cf.conn.block_storage.wait_for_status(cf.conn.block_storage.get_volume(ids[n]), 'in-use', interval=0.2, wait=120)
+        t_attach = time.monotonic() - t0
+        t0 = time.monotonic()
+        for n in names:
+            cf.conn.compute.delete_volume_attachment(cf.servers[h3].id, ids[n])
+        for n in names:
+            cf.conn.block_storage.wait_for_status(cf.conn.block_storage.get_volume(ids[n]), 'available', interval=0.2, wait=120)
+        for n in names:
+            cf.conn.compute.create_volume_attachment(cf.servers[h2].id, volume_id=ids[n])
+        for n in names:
+            cf.conn.block_storage.wait_for_status(cf.conn.block_storage.get_volume(ids[n]), 'in-use', interval=0.2, wait=120)
+        t_floor = time.monotonic() - t0
+        print('failover of 5 cinder volumes: %.1f s; floor (SDK detach+attach): %.1f s; ratio %.2f '
+              '(SDK attach alone %.1f s)' % (t_failover, t_floor, t_failover / t_floor, t_attach))
+    finally:
+        cf.created.get(h1, {}).clear()       # A is replaced by a fresh host: nothing of it to clean
+        cf.hv.guest_replaced(h1, cf.conn)
+    assert cf.hv.errors == [], cf.hv.errors
