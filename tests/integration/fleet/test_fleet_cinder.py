@@ -437,7 +437,7 @@ def test_failover_from_a_dead_host(cloud_fleet, uid):
         assert all(s.get('changed', 0) == 0 for s in res.stats.values()), res.summary()
 
         # the floor: bare SDK detach + attach of the same 5 volumes (B -> C), unmounted first
-        detached = dict((h2, [{'name': n, 'backend': 'cinder', 'state': 'detached'} for n in names]) for _ in [0])
+        detached = {h2: [{'name': n, 'backend': 'cinder', 'state': 'detached'} for n in names]}
         cf.site(detached).assert_ok()
         t0 = time.monotonic()
         for n in names:
