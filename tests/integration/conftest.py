@@ -4,7 +4,7 @@
 """Fixtures for integration tests: real ansible-playbook runs as root against localhost,
 a real dockerd, a locally imported busybox image and reliable cleanup.
 
-Fixtures (see tests/integration/helpers.py for the classes):
+Fixtures (see tests/integration/pv_integration_helpers.py for the classes):
 
 * ``ansible`` -> :class:`AnsibleRunner` (function scope; ``ansible_session`` is the
   session-scoped twin for session/module fixtures):
@@ -31,7 +31,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import importlib.util
 import os
 import secrets
 import subprocess
@@ -39,11 +38,9 @@ import sys
 
 import pytest
 
+import pv_integration_helpers as helpers  # pylint: disable=import-error
+
 _HERE = os.path.dirname(os.path.abspath(__file__))
-_spec = importlib.util.spec_from_file_location('pv_integration_helpers', os.path.join(_HERE, 'helpers.py'))
-helpers = importlib.util.module_from_spec(_spec)
-sys.modules['pv_integration_helpers'] = helpers
-_spec.loader.exec_module(helpers)
 
 REPO_ROOT = helpers.REPO_ROOT
 DOCKERD_SH = os.path.join(REPO_ROOT, 'tests', 'harness', 'dockerd.sh')

@@ -7,9 +7,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import importlib.util
 import os
 import time
+
+import guest_device  # noqa: E402 pylint: disable=import-error,wrong-import-position  (tests/harness/openstack)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, '..', '..', '..'))
@@ -17,9 +18,6 @@ HARNESS = os.path.join(REPO, 'tests', 'harness', 'openstack')
 STATE = os.path.join(REPO, '.state', 'openstack')
 CLOUDS_YAML = os.path.join(STATE, 'clouds.yaml')
 
-_spec = importlib.util.spec_from_file_location('pv_guest_device', os.path.join(HARNESS, 'guest_device.py'))
-guest_device = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(guest_device)
 
 
 def wait_volume(conn, vid, status, timeout=60):

@@ -23,11 +23,10 @@ import pytest
 
 import pv_integration_helpers as helpers  # pylint: disable=import-error
 
-LAB_PY = os.path.join(helpers.REPO_ROOT, 'tests', 'harness', 'lab', 'lab.py')
 SITE_YML = os.path.join(helpers.REPO_ROOT, 'playbooks', 'site.yml')
 PV_ROOT = '/var/lib/persistent-volumes'
 
-lab_mod = helpers.load_module('pv_lab', LAB_PY)
+import lab as lab_mod  # noqa: E402 pylint: disable=import-error,wrong-import-position  (tests/harness/lab)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -16,7 +16,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
-import sys
 import threading
 import time
 
@@ -26,18 +25,12 @@ import pv_integration_helpers as helpers  # pylint: disable=import-error
 
 pytestmark = [pytest.mark.cinder, pytest.mark.timeout(1200)]
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-CINDER_DIR = os.path.join(os.path.dirname(HERE), 'cinder')
-if CINDER_DIR not in sys.path:
-    sys.path.append(CINDER_DIR)          # the cinder conftest imports cinder_helpers
-_cinder = helpers.load_module('pv_cinder_conftest', os.path.join(CINDER_DIR, 'conftest.py'))
-openstack_cloud = _cinder.openstack_cloud     # noqa: F811 (fixtures reused as they are)
-conn = _cinder.conn
+import cinder_fixtures as _cinder  # pylint: disable=import-error
+from cinder_fixtures import conn, openstack_cloud  # noqa: F401 pylint: disable=unused-import,import-error
+import lab_hypervisor as _hv_mod  # pylint: disable=import-error  (tests/harness/openstack)
+
 destroy_volume = _cinder.destroy_volume
 CLOUDS_YAML = _cinder.CLOUDS_YAML
-
-_hv_mod = helpers.load_module('pv_lab_hypervisor', os.path.join(
-    helpers.REPO_ROOT, 'tests', 'harness', 'openstack', 'lab_hypervisor.py'))
 
 SITE_YML = os.path.join(helpers.REPO_ROOT, 'playbooks', 'site.yml')
 MOVE_YML = os.path.join(helpers.REPO_ROOT, 'playbooks', 'move.yml')

@@ -20,7 +20,7 @@ import subprocess
 
 import pytest
 
-import pv_lab  # pylint: disable=import-error  # registered by conftest.py (tests/harness/lab/lab.py)
+import lab as pv_lab  # pylint: disable=import-error  (tests/harness/lab/lab.py)
 
 APT_TASK = 'Install the missing host packages with apt'
 WOULD_INSTALL = 'Report the host packages a real run would install (check mode)'

@@ -26,10 +26,8 @@ import tempfile
 
 import pytest
 
-import pv_integration_helpers as helpers
-
-ph = helpers.load_module('pv_plugin_helpers', os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                                           'pv_plugin_helpers.py'))
+import pv_integration_helpers as helpers  # pylint: disable=import-error
+import pv_plugin_helpers as ph  # pylint: disable=import-error
 
 
 @pytest.fixture(scope='session')

@@ -246,16 +246,6 @@ def direct_daemon(engine, driver, config):
         engine.restart()
 
 
-def load_sibling_conftest(directory):
-    """Load ``tests/integration/<directory>/conftest.py`` as module ``pv_<directory>_conftest``
-    (its fixtures can then be imported into a test module of another directory)."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    folder = os.path.join(os.path.dirname(here), directory)
-    if folder not in sys.path:
-        sys.path.append(folder)             # its conftest imports the folder's helper modules
-    return helpers.load_module('pv_%s_conftest' % directory, os.path.join(folder, 'conftest.py'))
-
-
 def alive(pid):
     try:
         with open('/proc/%d/cmdline' % pid, 'rb') as handle:

@@ -29,14 +29,13 @@ import time
 import pytest
 import yaml
 
-from pv_plugin_helpers import (direct_daemon, fsync_write, http, latency_round, load_sibling_conftest, percentile,
-                               wait_for)
+from pv_plugin_helpers import (  # pylint: disable=import-error
+    direct_daemon, fsync_write, http, latency_round, percentile, wait_for)
 
 # the Cinder tests' fixtures (test cloud, connection, hypervisor emulation), reused as they are
-load_sibling_conftest('cinder')
-from pv_cinder_conftest import (  # noqa: E402,F401 pylint: disable=unused-import,import-error
+from cinder_fixtures import (  # noqa: F401 pylint: disable=unused-import,import-error
     conn, docker_host, hypervisor, openstack_cloud, os_cleanup, other_host)
-from faultproxy import FaultProxy  # noqa: E402 pylint: disable=import-error
+from faultproxy import FaultProxy  # pylint: disable=import-error
 
 DELAY = 30              # seconds the fault proxy holds the slow volume's attach
 ROUNDS = 100            # calls of each kind measured while it waits

@@ -17,11 +17,10 @@ import secrets
 
 import pytest
 
-from pv_plugin_helpers import DirectDaemon, direct_daemon, load_sibling_conftest, wait_for
+from pv_plugin_helpers import DirectDaemon, direct_daemon, wait_for  # pylint: disable=import-error
 
 # the vSphere tests' fixtures (simulator, VM, guest emulator), reused as they are
-load_sibling_conftest('vsphere')
-from pv_vsphere_conftest import (  # noqa: E402,F401 pylint: disable=unused-import,import-error
+from vsphere_fixtures import (  # noqa: F401 pylint: disable=unused-import,import-error
     guest, support, test_vm, vcsim, vs, vsphere_auth)
 
 pytestmark = [pytest.mark.plugin, pytest.mark.vsphere]

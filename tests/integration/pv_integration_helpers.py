@@ -3,8 +3,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Machinery behind the integration fixtures (tests/integration/conftest.py).
 
-Import it as ``pv_integration_helpers`` (conftest registers that name; a
-plain ``import helpers`` could clash with another ``helpers`` module):
+Import it as ``pv_integration_helpers`` (tests/pytest.ini puts tests/integration on the
+import path; the ``pv_`` prefix keeps it apart from any other ``helpers`` module):
 
 * :class:`AnsibleRunner` runs real ``ansible-playbook`` processes against
   localhost (``ansible_connection=local``, the venv's Python) and returns a
@@ -14,8 +14,7 @@ plain ``import helpers`` could clash with another ``helpers`` module):
 * :class:`Cleanup` tears registered resources down in reverse order and then
   sweeps everything whose name carries the test's unique prefix; :func:`cleanup_scope`
   is the body of the ``cleanup``-style fixtures.
-* :func:`load_module` imports a file under a module name (fixtures of another
-  directory's conftest, support modules); :class:`ManagedRoot` is a test's own
+* :class:`ManagedRoot` is a test's own
   product root; :func:`output`, :func:`fstab_lines` and :func:`is_mountpoint` are
   the host checks the tests share.
 """
@@ -25,7 +24,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import contextlib
-import importlib.util
 import json
 import os
 import re
@@ -396,16 +394,6 @@ def _text(value):
     if isinstance(value, bytes):
         return value.decode('utf-8', 'replace')
     return value
-
-
-def load_module(name, path):
-    """Import the file ``path`` as module ``name`` and register it in ``sys.modules`` (so that
-    ``import name`` / ``from name import x`` work afterwards); return the module."""
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 # --------------------------------------------------------------------------- host helpers
