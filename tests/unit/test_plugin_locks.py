@@ -21,7 +21,7 @@ from ansible_collections.persistent_volumes.docker.plugins.module_utils.plugin i
 from ansible_collections.persistent_volumes.docker.plugins.module_utils.plugin.driver import RemoteListing
 from ansible_collections.persistent_volumes.docker.plugins.module_utils.plugin.refs import VolumeLocks
 
-from test_plugin_daemon import FakeEngine, World, make_driver
+from ansible_collections.persistent_volumes.docker.tests.unit.test_plugin_daemon import FakeEngine, World, make_driver
 
 
 class GatedEngine(FakeEngine):
