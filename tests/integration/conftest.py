@@ -34,7 +34,6 @@ __metaclass__ = type
 import os
 import secrets
 import subprocess
-import sys
 
 import pytest
 
@@ -135,5 +134,5 @@ def _docker_factory():
 
 @pytest.fixture
 def cleanup(uid):
-    with helpers.cleanup_scope(uid, _docker_factory) as c:
+    with helpers.cleanup_scope(uid, _docker_factory) as c:  # pylint: disable=contextmanager-generator-missing-cleanup
         yield c

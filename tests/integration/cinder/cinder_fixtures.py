@@ -27,7 +27,6 @@ import pytest
 from cinder_helpers import CLOUDS_YAML, HARNESS, HERE, REPO, STATE, guest_device, wait_volume  # noqa: F401 pylint: disable=unused-import
 
 
-
 def _sh(*cmd, **kw):
     return subprocess.run(list(cmd), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, universal_newlines=True, check=False, **kw)

@@ -10,14 +10,14 @@ __metaclass__ = type
 import os
 import time
 
-import guest_device  # noqa: E402 pylint: disable=import-error,wrong-import-position  (tests/harness/openstack)
+# from tests/harness/openstack (on the import path: tests/pytest.ini); used by the fixtures
+import guest_device  # noqa: F401 pylint: disable=import-error,unused-import
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, '..', '..', '..'))
 HARNESS = os.path.join(REPO, 'tests', 'harness', 'openstack')
 STATE = os.path.join(REPO, '.state', 'openstack')
 CLOUDS_YAML = os.path.join(STATE, 'clouds.yaml')
-
 
 
 def wait_volume(conn, vid, status, timeout=60):

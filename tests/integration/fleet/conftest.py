@@ -26,7 +26,8 @@ import pv_integration_helpers as helpers  # pylint: disable=import-error
 SITE_YML = os.path.join(helpers.REPO_ROOT, 'playbooks', 'site.yml')
 PV_ROOT = '/var/lib/persistent-volumes'
 
-import lab as lab_mod  # noqa: E402 pylint: disable=import-error,wrong-import-position  (tests/harness/lab)
+# from tests/harness/lab (on the import path: tests/pytest.ini)
+import lab as lab_mod  # noqa: E402 pylint: disable=import-error,wrong-import-position
 
 
 def pytest_collection_modifyitems(config, items):

@@ -27,7 +27,8 @@ pytestmark = [pytest.mark.cinder, pytest.mark.timeout(1200)]
 
 import cinder_fixtures as _cinder  # pylint: disable=import-error
 from cinder_fixtures import conn, openstack_cloud  # noqa: F401 pylint: disable=unused-import,import-error
-import lab_hypervisor as _hv_mod  # pylint: disable=import-error  (tests/harness/openstack)
+# from tests/harness/openstack (on the import path: tests/pytest.ini)
+import lab_hypervisor as _hv_mod  # pylint: disable=import-error
 
 destroy_volume = _cinder.destroy_volume
 CLOUDS_YAML = _cinder.CLOUDS_YAML

@@ -20,7 +20,8 @@ import subprocess
 
 import pytest
 
-import lab as pv_lab  # pylint: disable=import-error  (tests/harness/lab/lab.py)
+# from tests/harness/lab/lab.py (on the import path: tests/pytest.ini)
+import lab as pv_lab  # pylint: disable=import-error
 
 APT_TASK = 'Install the missing host packages with apt'
 WOULD_INSTALL = 'Report the host packages a real run would install (check mode)'

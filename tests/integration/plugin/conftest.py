@@ -47,7 +47,7 @@ def engine(docker_client, busybox_image):
 def pcleanup(uid, engine):
     """The shared Cleanup, sweeping the private engine (containers, volumes) and the host
     (mounts, loop devices) for everything named with ``uid``."""
-    with helpers.cleanup_scope(uid, engine.client) as c:
+    with helpers.cleanup_scope(uid, engine.client) as c:  # pylint: disable=contextmanager-generator-missing-cleanup
         yield c
 
 

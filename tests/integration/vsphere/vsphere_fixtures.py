@@ -32,7 +32,8 @@ HARNESS = os.path.join(REPO, 'tests', 'harness', 'vcsim')
 STATE = os.environ.get('VCSIM_STATE_DIR') or os.path.join(REPO, '.state', 'vcsim')
 
 
-import guest_emulator  # noqa: E402 pylint: disable=import-error,wrong-import-position  (tests/harness/vcsim)
+# from tests/harness/vcsim (on the import path: tests/pytest.ini)
+import guest_emulator  # noqa: E402 pylint: disable=import-error,wrong-import-position
 import pv_vsphere_support as support  # noqa: E402 pylint: disable=import-error,wrong-import-position
 
 
