@@ -19,7 +19,8 @@ description:
     C(scsi-0QEMU_QEMU_HARDDISK_<id>), C(wwn-0x<id without dashes>)). The device name Nova reports
     (RV(attachment.device_hint)) is only a hint that KVM ignores; never use it to find the disk.
   - A volume attached to ANOTHER server is refused, unless O(force_detach=true); even then only when that
-    server is C(SHUTOFF) (fencing; a running server may still write to it), unless O(fencing=false).
+    server is C(SHUTOFF) (fencing; a running server may still write to it), unless O(fencing=false), or
+    O(fence_stop=true) asks to stop that server through the Nova API first.
   - Several volumes (O(volumes)) are attached in one call and waited for in one batch. Volumes still being
     created (for example by M(persistent_volumes.docker.cinder_volume) with O(persistent_volumes.docker.cinder_volume#module:wait=false))
     are waited for, and each is attached as soon as it is available, so creating and attaching overlap.
@@ -83,6 +84,27 @@ options:
         server no longer writes to the volume (for example it is being rebuilt).
     type: bool
     default: true
+  fence_stop:
+    description:
+      - With O(force_detach) and O(fencing), when the other server is not C(SHUTOFF) (for example a dead Docker
+        host that Nova still reports C(ACTIVE)), B(stop it) through the Nova API first (C(stop), as
+        C(openstack server stop) does), wait until Nova reports it C(SHUTOFF) (at most O(timeout) seconds;
+        nothing is detached when it does not get there), then force-detach.
+      - Without it such a volume is refused and nothing is changed. In check mode the servers that would be
+        stopped are reported (RV(attachments[].stopped_servers), and in the diff), nothing is stopped.
+    type: bool
+    default: false
+  attached_elsewhere:
+    description:
+      - What O(state=present) does with a volume attached to ANOTHER server when O(force_detach) is not set.
+      - V(fail) refuses it (the run fails, nothing is changed).
+      - V(skip) leaves it where it is, attached to the other server; it is not attached here, its record
+        tells where it lives (RV(attachments[].attached_elsewhere)), and a warning says so. The
+        C(persistent_volumes.docker.volumes) role uses it, so a host whose volumes were moved or failed
+        over to another host never takes them back; it cleans up its own traces of them instead.
+    type: str
+    choices: [fail, skip]
+    default: fail
   wait:
     description: Wait until the volumes are attached (C(in-use)) or detached.
     type: bool
@@ -115,6 +137,14 @@ EXAMPLES = r'''
     volume: pgdata
     server: docker-host-2
     force_detach: true
+
+- name: Fail over from a dead host that the cloud still reports ACTIVE (stop it through Nova first)
+  persistent_volumes.docker.cinder_attachment:
+    cloud: mycloud
+    volume: pgdata
+    server: docker-host-2
+    force_detach: true
+    fence_stop: true
 
 - name: Detach
   persistent_volumes.docker.cinder_attachment:
@@ -167,6 +197,20 @@ attachment:
     changed:
       description: Whether this volume was attached/detached by this run.
       type: bool
+    attached_elsewhere:
+      description:
+        - With O(attached_elsewhere=skip), the names of the other servers the volume is attached to, where it
+          was left (it is NOT attached to O(server)); empty otherwise.
+      type: list
+      elements: str
+      sample: [docker-host-2]
+    stopped_servers:
+      description:
+        - Names of the servers stopped through the Nova API (O(fence_stop)) to take this volume over
+          (in check mode, those that would be stopped).
+      type: list
+      elements: str
+      sample: [docker-host-1]
 attachments:
   description: One record per volume (same keys as RV(attachment)).
   returned: always
@@ -187,6 +231,7 @@ class CinderAttachmentModule(PVModule):
         volumes=dict(type='list', elements='str'),
         state=dict(type='str', default='present', choices=['present', 'absent']),
         wait=dict(type='bool', default=True),
+        attached_elsewhere=dict(type='str', default='fail', choices=['fail', 'skip']),
     )
     argument_spec.update(osspec.server_spec())
     argument_spec.update(osspec.wait_spec())
@@ -199,8 +244,9 @@ class CinderAttachmentModule(PVModule):
     def run(self):
         refs = [self.params['volume']] if self.params['volume'] else list(self.params['volumes'])
         with self.session(service.Cinder(dict(self.params))) as cinder:
-            records, changed, diff = service.ensure_attachments(cinder, refs, self.params['state'],
-                                                                check_mode=self.check_mode)
+            records, changed, diff = service.ensure_attachments(
+                cinder, refs, self.params['state'], check_mode=self.check_mode,
+                attached_elsewhere=self.params['attached_elsewhere'])
         return self.records_result('attachments', records, changed, diff,
                                    one='attachment' if self.params['volume'] else None)
 

@@ -211,6 +211,13 @@ options:
         description: Require the other server to be SHUTOFF before a force detach.
         type: bool
         default: true
+      fence_stop:
+        description:
+          - With O(cinder.force_detach) and O(cinder.fencing), when the other server is not SHUTOFF, stop it through
+            the Nova API first (C(stop)), wait until Nova reports it SHUTOFF (at most O(cinder.timeout) seconds),
+            then force-detach. Without it such a volume is refused.
+        type: bool
+        default: false
       volume_type:
         description: Volume type for new volumes.
         type: str

@@ -26,9 +26,10 @@ Parameters (the ``cinder`` dict of the ``volume`` module, the options of the
 ``volume_type``, ``availability_zone``, ``description``, ``metadata``
     Defaults for new volumes; ``volume_type``, ``availability_zone`` and
     ``description`` may also be given per volume (``backend_options``).
-``force_detach`` (false), ``fencing`` (true)
+``force_detach`` (false), ``fencing`` (true), ``fence_stop`` (false)
     A volume attached to ANOTHER server is refused, unless ``force_detach``;
-    then only when that server is SHUTOFF, unless ``fencing`` is false.
+    then only when that server is SHUTOFF, unless ``fencing`` is false or ``fence_stop``
+    stops it through the Nova API first.
 ``timeout`` (300), ``retry_timeout`` (60)
     Seconds to wait for Cinder/Nova state changes; seconds to keep retrying
     5xx answers and connection errors (exponential backoff).

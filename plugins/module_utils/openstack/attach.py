@@ -6,7 +6,8 @@
 Rules: only our (or adopted) volumes are attached or detached (:meth:`Volumes.ensure_ours`).
 A volume attached to ANOTHER server is refused (:class:`common.InUse`), unless ``force_detach``;
 then only when that server is SHUTOFF, unless ``fencing`` is false (:meth:`check_foreign`,
-which only reads, so callers can refuse before changing anything). Attach POSTs go out in
+which only reads, so callers can refuse before changing anything), or ``fence_stop`` asks to
+stop that server through the Nova API first (:meth:`fence`: ``stop``, wait for SHUTOFF). Attach POSTs go out in
 parallel and ONE polling loop waits for all; Nova's view is waited for after a detach.
 The guest device is found by stable ids only (``/dev/disk/by-id/virtio-<id[:20]>`` ...),
 never by the device name Nova reports.
@@ -30,6 +31,8 @@ class Attachments(object):
         self.volumes = volumes
         self.force_detach = bool(p.get('force_detach'))
         self.fencing = p.get('fencing', True) is not False
+        self.fence_stop = bool(p.get('fence_stop'))
+        self.stopped = []                       # names of the servers :meth:`fence` stopped
 
     @property
     def compute(self):
@@ -52,12 +55,59 @@ class Attachments(object):
                         % (volume.name, volume.id, ', '.join(names), server.name))
         for sid in others:
             srv = self.client.get_server(sid)
-            if srv is not None and self.fencing and srv.status != 'SHUTOFF':
+            if srv is not None and self.fencing and srv.status != 'SHUTOFF' and not self.fence_stop:
                 raise Refused('volume %s (%s) is attached to server %s (%s) which is %s, not SHUTOFF: '
                               'refusing to force-detach it from a running server (fencing); stop that '
-                              'server first, or set fencing: false if you are sure it no longer writes'
+                              'server first (or set fence_stop: true to stop it through the Nova API), '
+                              'or set fencing: false if you are sure it no longer writes'
                               % (volume.name, volume.id, srv.name, sid, srv.status))
         return others
+
+    def to_stop(self, server_ids):
+        """The servers among ``server_ids`` that :meth:`fence` would stop (reads only)."""
+        if not (self.fencing and self.fence_stop):
+            return []
+        out = []
+        for sid in server_ids:
+            srv = self.client.get_server(sid)
+            if srv is not None and srv.status != 'SHUTOFF':
+                out.append(srv)
+        return out
+
+    def fence(self, server_ids):
+        """``fence_stop``: stop (Nova ``stop``) the servers among ``server_ids`` that are not
+        SHUTOFF, and wait until Nova reports every one SHUTOFF (bounded by ``timeout``): only then
+        may their volumes be force-detached. Returns the stopped servers' names."""
+        servers = self.to_stop(server_ids)
+        for srv in servers:
+            if srv.status != 'SHUTOFF' and getattr(srv, 'task_state', None) != 'powering-off':
+                try:
+                    self.client.call('stopping server %s (%s) to fence it' % (srv.name, srv.id),
+                                     self.compute.stop_server, srv)
+                except NotFound:
+                    continue
+        pending = dict((srv.id, srv) for srv in servers)
+        last = {}
+
+        def round_():
+            for sid in list(pending):
+                srv = self.client.get_server(sid)
+                if srv is None or srv.status == 'SHUTOFF':
+                    del pending[sid]
+                else:
+                    last[sid] = srv.status
+            return None if not pending else AGAIN
+
+        def timed_out():
+            raise TimedOut('timed out after %ss waiting for server(s) %s to be SHUTOFF after a Nova stop '
+                           '(fence_stop); their volumes were not detached'
+                           % (self.client.timeout, ', '.join('%s (%s, %s)' % (s.name, s.id, last.get(s.id, '?'))
+                                                              for s in pending.values())))
+        if servers:
+            poll(round_, self.client.timeout, timed_out, interval=0.3, factor=1.5, max_interval=1.0)
+        names = [srv.name for srv in servers]
+        self.stopped.extend(n for n in names if n not in self.stopped)
+        return names
 
     def is_attached(self, volume, server):
         return server.id in (volume.extra.get('attached_servers') or [])
@@ -76,8 +126,11 @@ class Attachments(object):
                 continue
             self.volumes.ensure_ours(vol, 'attach')
             todo.append((vol, self.check_foreign(vol, server)))
-        # fenced takeover: force-detach from SHUTOFF servers first, then wait for available
+        # fenced takeover: stop the other servers first (fence_stop), force-detach from the SHUTOFF
+        # servers, then wait for available
         detached = [vol for vol, others in todo if others]
+        if detached and self.fencing:
+            self.fence(sorted(set(sid for _vol, others in todo for sid in others)))
         for vol, others in todo:
             for sid in others:
                 self.delete_attachment(sid, vol.id)

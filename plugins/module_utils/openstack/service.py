@@ -290,12 +290,15 @@ def attachment_record(vol, server):
     }
 
 
-def ensure_attachments(cinder, refs, state='present', check_mode=False):
+def ensure_attachments(cinder, refs, state='present', check_mode=False, attached_elsewhere='fail'):
     """Attach (or detach) the volumes ``refs`` to/from the configured server.
 
     Returns ``(records, changed, diff)``; refuses (before changing anything) a volume
     attached to another server unless force_detach, and then only if that server is
-    SHUTOFF unless fencing is disabled.
+    SHUTOFF unless fencing is disabled (or fence_stop stops it first). With
+    ``attached_elsewhere='skip'`` (and no force_detach) such a volume is left where it is
+    instead: not attached, its record says where it lives (``attached_elsewhere``), and a
+    warning says so (a host whose volumes were moved or failed over to another host).
     """
     server = cinder.server()
     vols = resolve_volumes(cinder, refs)
@@ -305,9 +308,22 @@ def ensure_attachments(cinder, refs, state='present', check_mode=False):
             raise Conflict('volume %s is listed twice' % vol.name)
         seen.add(vol.id)
     todo = []
+    elsewhere = {}                  # volume id -> names of the other servers it is attached to
     for vol in vols:
         here = cinder.attachments.is_attached(vol, server)
         if state == 'present':
+            others = [s for s in vol.extra.get('attached_servers') or [] if s != server.id]
+            if not here and others and attached_elsewhere == 'skip' and not cinder.attachments.force_detach:
+                names = []
+                for sid in others:
+                    srv = cinder.client.get_server(sid)
+                    names.append(srv.name if srv is not None else sid)
+                elsewhere[vol.id] = names
+                cinder.warnings.append(
+                    'volume %s (Cinder volume %s) lives on server %s (attached there), not on %s: it is not '
+                    'attached here (attached_elsewhere=skip); move its entry to that host, or take it over '
+                    'with force_detach' % (vol.name, vol.id, ', '.join(names), server.name))
+                continue
             if not here:
                 cinder.attachments.check_foreign(vol, server)   # raises when refused (reads only)
                 todo.append(vol)
@@ -315,11 +331,15 @@ def ensure_attachments(cinder, refs, state='present', check_mode=False):
             todo.append(vol)
     before = dict((v.name, {'attached_to': list(v.extra.get('attached_servers') or [])}) for v in todo)
     after = {}
+    stop = {}                       # volume id -> names of the servers fence_stop stops for it
     for vol in todo:
         others = [s for s in vol.extra.get('attached_servers') or [] if s != server.id]
         after[vol.name] = {'attached_to': [server.id] if state == 'present' else others}
         if state == 'present' and others:
             after[vol.name]['detached_from'] = others
+            stop[vol.id] = [srv.name for srv in cinder.attachments.to_stop(others)]
+            if stop[vol.id]:
+                after[vol.name]['stopped'] = stop[vol.id]
     diff = {'before': before, 'after': after}
     changed = bool(todo)
     if check_mode or not todo:
@@ -327,17 +347,24 @@ def ensure_attachments(cinder, refs, state='present', check_mode=False):
         for vol in vols:
             rec = attachment_record(vol, server)
             rec['changed'] = vol in todo
+            rec['stopped_servers'] = stop.get(vol.id, [])
+            rec['attached_elsewhere'] = elsewhere.get(vol.id, [])
             records.append(rec)
         return records, changed, diff
     if state == 'present':
         done = cinder.attachments.attach_many(todo, server=server)
     else:
         done = cinder.attachments.detach_many(todo, server=server)
+    for name in cinder.attachments.stopped:
+        cinder.warnings.append('stopped Nova server %s through the Nova API (fence_stop) to force-detach '
+                               'its volumes' % name)
     by_id = dict((v.id, v) for v in done)
     records = []
     for vol in vols:
         cur = by_id.get(vol.id, vol)
         rec = attachment_record(cur, server)
         rec['changed'] = vol.id in by_id
+        rec['stopped_servers'] = [n for n in stop.get(vol.id, []) if n in cinder.attachments.stopped]
+        rec['attached_elsewhere'] = elsewhere.get(vol.id, [])
         records.append(rec)
     return records, changed, diff

@@ -51,6 +51,7 @@ def server_spec():
         metadata_url=dict(type='str', default=METADATA_URL),
         force_detach=dict(type='bool', default=False),
         fencing=dict(type='bool', default=True),
+        fence_stop=dict(type='bool', default=False),
     )
 
 

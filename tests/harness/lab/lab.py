@@ -463,6 +463,9 @@ class Lab(object):
             '--network', NETWORK, '--ip', host['ip'],
             '--tmpfs', '/run:rw,exec,suid,dev,size=256m',
             '--tmpfs', '/var/lib/docker:rw,exec,dev,suid,size=4g',
+            # Docker's volume records survive a restart of the host (a "reboot"), as on a real host
+            # (an anonymous volume: removed with the container, `rm -v`)
+            '-v', '/var/lib/docker/volumes',
             '-v', HOST_SCRIPTS + ':/opt/pvlab:ro',
             '-e', 'LAB_AUTHORIZED_KEY=' + pubkey,
             '--entrypoint', '/opt/pvlab/lab-init', host['image'])

@@ -17,7 +17,14 @@ ever detached; nothing of the lab hosts' own loop devices is touched.
 
 ``lab`` is tests/harness/lab/lab.py's ``Lab`` (``.exec(host, argv)`` runs in the host's
 namespaces; the loop nodes /dev/loopN exist there, the device cgroup allows ``b 7:*``).
-``events`` records (monotonic time, 'publish'/'unpublish', volume id, host) for the tests.
+``events`` records (monotonic time, 'publish'/'unpublish', volume id, host) and (time, 'guest-stopped',
+server id, host) for the tests.
+
+A Nova ``stop`` of server X (through the API, e.g. a failover's ``fence_stop``) is honoured as a
+hypervisor does: as soon as Nova shows X powering off (or SHUTOFF), lab host X's container is
+killed (its dockerd, containers and mount namespace die: it writes nothing any more) and X's
+disks are unpublished. ``guest_rebooted`` starts X again (Nova ``start``, the same container
+restarted: its rootfs and /etc/fstab kept, a "reboot").
 """
 
 from __future__ import absolute_import, division, print_function
@@ -95,6 +102,7 @@ class LabHypervisor(object):
     # ---------------------------------------------------------------- Nova's view -> guests
     def sync(self, conn):
         want = {}                                # (volume id, host) -> size in bytes
+        self._honour_stops(conn)
         for host, server_id in self.servers.items():
             if host in self.down:
                 continue
@@ -170,6 +178,27 @@ class LabHypervisor(object):
             if only is None or dev == only:
                 _losetup('-d', dev)
 
+    def _honour_stops(self, conn):
+        """A server that Nova powers off (``stop``) or shows SHUTOFF: its guest stops now (the
+        container is killed, as a hypervisor destroys the guest), before anything else is synced."""
+        ids = dict((sid, host) for host, sid in self.servers.items() if host not in self.down)
+        if not ids:
+            return
+        for srv in conn.compute.servers():
+            host = ids.get(srv.id)
+            if host is None:
+                continue
+            if srv.status == 'SHUTOFF' or srv.task_state == 'powering-off':
+                self.kill_guest(host)
+                self.events.append((time.monotonic(), 'guest-stopped', srv.id, host))
+
+    def container(self, host):
+        return [h for h in self.lab.hosts if h['name'] == host][0]['container']
+
+    def kill_guest(self, host):
+        self.mark_down(host)
+        self.lab.docker('kill', self.container(host), check=False)
+
     # ---------------------------------------------------------------- for the tests
     def mark_down(self, host):
         """Host ``host``'s container is gone: stop exec'ing into it."""
@@ -191,11 +220,33 @@ class LabHypervisor(object):
     def guest_died(self, host, conn):
         """Host ``host`` dies as a guest does: its container is killed (dockerd, sshd and its mount
         namespace go with it) and the hypervisor reports its server SHUTOFF (Nova's stop)."""
-        self.mark_down(host)
-        self.lab.docker('kill', [h for h in self.lab.hosts if h['name'] == host][0]['container'])
+        self.kill_guest(host)
         server = conn.compute.get_server(self.servers[host])
         conn.compute.stop_server(server)
         conn.compute.wait_for_server(server, status='SHUTOFF', wait=120, interval=0.5)
+
+    def guest_rebooted(self, host, conn, timeout=120):
+        """Host ``host`` comes back: Nova ``start`` of its server, then the SAME container started
+        again (its rootfs and /etc/fstab as they were; /dev, /run and dockerd fresh: a reboot whose
+        boot runs ``mount -a``). Returns the boot log lines of lab-init."""
+        server = conn.compute.get_server(self.servers[host])
+        if server.status == 'SHUTOFF':
+            conn.compute.start_server(server)
+            conn.compute.wait_for_server(server, status='ACTIVE', wait=120, interval=0.5)
+        name = self.container(host)
+        since = self.lab.docker('inspect', '-f', '{{.State.FinishedAt}}', name).stdout.strip()
+        self.lab.docker('start', name)
+        deadline = time.monotonic() + timeout
+        logs = ''
+        while time.monotonic() < deadline:
+            proc = self.lab.docker('logs', '--since', since, name, check=False, quiet=True)
+            logs = proc.stdout + proc.stderr
+            if 'lab-init: READY' in logs or 'lab-init: ERROR' in logs:
+                break
+            time.sleep(0.2)
+        assert 'lab-init: READY' in logs, 'lab host %s did not boot again:\n%s' % (host, logs[-3000:])
+        self.down.discard(host)
+        return [line for line in logs.splitlines() if line.startswith('lab-init:')]
 
     def guest_replaced(self, host, conn):
         """Bring ``host`` back as a fresh lab host and its server ACTIVE (test clean-up)."""

@@ -455,3 +455,115 @@ def test_failover_from_a_dead_host(cloud_fleet, uid):
         cf.created.get(h1, {}).clear()       # A is replaced by a fresh host: nothing of it to clean
         cf.hv.guest_replaced(h1, cf.conn)
     assert cf.hv.errors == [], cf.hv.errors
+
+
+def test_failover_fence_stop_then_the_old_host_comes_back(cloud_fleet, uid):
+    """Host A is still ACTIVE (it writes): failover.yml with pv_failover_fence_stop stops A's server through
+    Nova (the emulation kills A's guest when Nova powers it off), force-detaches, checks and mounts on B;
+    A writes nothing afterwards. Then A comes back (same container restarted: a reboot): its boot mounts
+    nothing of the moved volumes, and site.yml on A (its inventory still lists them) reports where they
+    live, cleans A's stale fstab lines and Docker volumes, never attaches them back; re-run changed=0."""
+    cf, fleet = cloud_fleet, cloud_fleet.fleet
+    h1, h2 = cf.hosts[:2]
+    names = ['%s-s%d' % (uid, i) for i in range(2)]
+    vols = {h1: [{'name': n, 'backend': 'cinder', 'size': '1GiB'} for n in names]}
+    cf.site(vols).assert_ok()
+    ids = dict((n, v.id) for n, v in cf.ours().items())
+    for n in names:
+        write(fleet, h1, n, 'fsynced-on-A-' + n)
+    # A keeps writing (a counter, fsync'ed every 0.1 s) until it is stopped
+    fleet.docker(h1, ['run', '-d', '--name', uid + '-writer', '--network', 'none', '-v', names[0] + ':/data',
+                      'lab/busybox:latest', 'sh', '-c',
+                      'i=0; while :; do i=$((i+1)); echo $i >> /data/counter; sync; sleep 0.1; done'])
+    mps = ['/var/lib/persistent-volumes/mounts/' + n for n in names]
+    fstab_a = fleet.sh(h1, 'cat /etc/fstab')
+    assert all(mp in fstab_a for mp in mps) and 'nofail' in fstab_a
+
+    def failover(extra=None):
+        inv = fleet.inventory(cf.groupvars, cf.hostvars(vols))
+        ev = {'pv_failover_from': h1, 'pv_failover_to': h2}
+        ev.update(extra or {})
+        return fleet.runner.run_playbook(FAILOVER_YML, inventory=inv, extra_vars=ev, args=['--forks', '3'])
+
+    try:
+        # ACTIVE and no fence_stop: refused, the message names the option, nothing changed, A still up
+        before = (fleet.snapshot(h2), cf.cloud_snapshot())
+        res = failover().assert_failed()
+        assert 'not SHUTOFF' in res.stdout and 'fence_stop: true' in res.stdout, res.summary()
+        assert (fleet.snapshot(h2), cf.cloud_snapshot()) == before
+        assert cf.conn.compute.get_server(cf.servers[h1].id).status == 'ACTIVE'
+
+        res = failover({'pv_failover_fence_stop': True}).assert_ok()
+        assert cf.conn.compute.get_server(cf.servers[h1].id).status == 'SHUTOFF'
+        rec = res.result('Attach here, force-detaching from the SHUTOFF source server (fenced)', h2)
+        assert all(a['stopped_servers'] == [cf.servers[h1].name] for a in rec['attachments']), rec
+        # the guest was stopped (container killed) before any of its disks showed up on B
+        stopped = [t for t, what, _sid, host in cf.hv.events if what == 'guest-stopped' and host == h1]
+        published = [t for t, what, vid, host in cf.hv.events if what == 'publish' and host == h2
+                     and vid in ids.values()]
+        assert stopped and published and max(stopped) < min(published), cf.hv.events
+        container = cf.hv.container(h1)
+        assert fleet.lab.docker('inspect', '-f', '{{.State.Running}}', container).stdout.strip() == 'false'
+        for n in names:
+            vol = cf.conn.block_storage.get_volume(ids[n])
+            assert [a['server_id'] for a in vol.attachments] == [cf.servers[h2].id]
+            assert read_back(fleet, h2, n) == 'fsynced-on-A-' + n
+            cf.created[h1].pop(n)
+            cf.created.setdefault(h2, {})[n] = 'cinder'
+        # A wrote its counter until it was stopped, and nothing after that
+        count = fleet.docker(h2, ['run', '--rm', '--network', 'none', '-v', names[0] + ':/data',
+                                  'lab/busybox:latest', 'sh', '-c', 'wc -l < /data/counter; tail -n 1 /data/counter'])
+        time.sleep(1.0)
+        again = fleet.docker(h2, ['run', '--rm', '--network', 'none', '-v', names[0] + ':/data',
+                                  'lab/busybox:latest', 'sh', '-c', 'wc -l < /data/counter; tail -n 1 /data/counter'])
+        assert int(count.split()[0]) > 0 and again == count, (count, again)
+
+        # A comes back: same rootfs and /etc/fstab (its stale lines), Docker's volume records kept
+        boot = cf.hv.guest_rebooted(h1, cf.conn)
+        assert fleet.sh(h1, 'cat /etc/fstab') == fstab_a
+        for mp in mps:
+            assert fleet.sh(h1, 'findmnt -n %s || true' % mp).strip() == '', (mp, boot)
+        assert set(names) <= set(fleet.docker(h1, ['volume', 'ls', '-q']).split())
+        # honest lab: B's disks are not visible in A (no node, so no UUID match for A's `mount -a`)
+        for n in names:
+            uuid = fleet.sh(h2, 'blkid -o value -s UUID "$(readlink -f /dev/disk/by-id/virtio-%s)"'
+                            % ids[n][:20]).strip()
+            assert uuid and fleet.sh(h1, 'blkid -U %s || true' % uuid).strip() == '', (n, uuid)
+            assert fleet.sh(h1, 'mount -a 2>&1; findmnt -rn -o TARGET | grep -c "%s" || true' % n).strip() == '0'
+        assert 'virtio-' + ids[names[0]][:20] not in by_id_links(fleet, h1)
+
+        # site.yml on A with its inventory still listing them: reported as living on B's server,
+        # A's traces cleaned, never attached back; the writer container on A is gone with the reboot
+        before_b = fleet.snapshot(h2)
+        res = cf.site(vols)
+        cf.created[h1] = dict((n, 'device') for n in names)   # A keeps 'detached' records
+        res.assert_ok()
+        assert per_host(res, 'changed')[h1] >= 1, res.summary()
+        said = ' '.join((res.stdout + res.stderr).split())        # the warning, wrapped by Ansible
+        for n in names:
+            assert 'volume %s (Cinder volume %s) lives on server %s (attached there), not on %s' % (
+                n, ids[n], cf.servers[h2].name, cf.servers[h1].name) in said, said[-3000:]
+        att = res.result('Attach them to this host\'s Nova server', h1)
+        assert sorted((a['volume_name'], a['attached_elsewhere'], a['changed']) for a in att['attachments']) == \
+            sorted((n, [cf.servers[h2].name], False) for n in names), att
+        fstab = fleet.sh(h1, 'cat /etc/fstab')
+        assert not any(mp in fstab for mp in mps), fstab
+        assert not set(names) & set(fleet.docker(h1, ['volume', 'ls', '-q']).split())
+        for n in names:
+            vol = cf.conn.block_storage.get_volume(ids[n])
+            assert [a['server_id'] for a in vol.attachments] == [cf.servers[h2].id], vol.attachments
+            assert read_back(fleet, h2, n) == 'fsynced-on-A-' + n
+        assert fleet.snapshot(h2) == before_b
+        # re-run: nothing to do, still reported
+        res = cf.site(vols)
+        cf.created[h1] = dict((n, 'device') for n in names)
+        res.assert_ok()
+        assert per_host(res, 'changed')[h1] == 0, res.summary()
+        assert 'lives on server %s' % cf.servers[h2].name in ' '.join((res.stdout + res.stderr).split())
+        assert [a['server_id'] for a in cf.conn.block_storage.get_volume(ids[names[0]]).attachments] == \
+            [cf.servers[h2].id]
+    finally:
+        if h1 in cf.hv.down:
+            cf.created.get(h1, {}).clear()
+            cf.hv.guest_replaced(h1, cf.conn)
+    assert cf.hv.errors == [], cf.hv.errors

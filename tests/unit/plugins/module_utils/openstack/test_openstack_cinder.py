@@ -16,7 +16,7 @@ import pytest
 from ansible_collections.persistent_volumes.docker.plugins.module_utils.backends.base import VolumeRequest
 from ansible_collections.persistent_volumes.docker.plugins.module_utils.backends.registry import get_backend
 from ansible_collections.persistent_volumes.docker.plugins.module_utils.common import (
-    Conflict, InUse, NotFound, PVError, Refused)
+    Conflict, InUse, NotFound, PVError, Refused, TimedOut)
 from ansible_collections.persistent_volumes.docker.plugins.module_utils.openstack import discovery
 from ansible_collections.persistent_volumes.docker.plugins.module_utils.openstack import service
 from ansible_collections.persistent_volumes.docker.plugins.module_utils.openstack import spec as osspec
@@ -241,3 +241,124 @@ def test_attach_many_attaches_each_volume_as_soon_as_it_is_available(monkeypatch
     assert [v.id for v in done] == ids
     assert [v.extra['status'] for v in done] == ['in-use'] * 3
     assert events == ['attach 1', 'sleep', 'attach 2', 'sleep', 'sleep', 'attach 3']
+
+
+class _Compute(object):
+    """Nova's servers for the fence_stop tests: ``stop_server`` turns a server SHUTOFF after
+    ``rounds`` reads (0: never)."""
+
+    def __init__(self, statuses, rounds=2):
+        self.statuses = dict(statuses)
+        self.rounds = rounds
+        self.stopped = []
+        self.reads = {}
+        self.detached = []
+
+    def server(self, sid):
+        class Server(object):
+            pass
+        srv = Server()
+        srv.id, srv.name, srv.status, srv.task_state = sid, 'name-' + sid, self.statuses[sid], None
+        return srv
+
+    def get_server(self, sid):
+        if sid in self.stopped and self.rounds:
+            self.reads[sid] = self.reads.get(sid, 0) + 1
+            if self.reads[sid] >= self.rounds:
+                self.statuses[sid] = 'SHUTOFF'
+        return self.server(sid)
+
+    def stop_server(self, srv):
+        self.stopped.append(srv.id)
+
+
+def _fence_cinder(monkeypatch, status, rounds=2, **params):
+    monkeypatch.setattr(time, 'sleep', lambda _s: None)
+    attached = ours('b', id='2' * 36, attachments=[{'server_id': 'other'}], status='in-use')
+    compute = _Compute({'other': status, 'srv': 'ACTIVE'}, rounds)
+    c = stub_cinder(listed=[attached], by_id={attached.id: attached}, force_detach=True, timeout=3, **params)
+    c.client._server = compute.server('srv')
+    c.client.get_server = compute.get_server
+    c.attachments.__class__ = type('A', (c.attachments.__class__,), {'compute': property(lambda self: compute)})
+    return c, compute, attached
+
+
+def test_fence_stop_refused_without_it_and_nothing_stopped(monkeypatch):
+    """ACTIVE other server, no fence_stop: refused (message names fence_stop), in check mode and in a run."""
+    c, compute, _vol = _fence_cinder(monkeypatch, 'ACTIVE')
+    for check_mode in (True, False):
+        with pytest.raises(Refused, match='fence_stop: true'):
+            service.ensure_attachments(c, ['b'], check_mode=check_mode)
+    assert compute.stopped == []
+
+
+def test_fence_stop_check_mode_reports_and_stops_nothing(monkeypatch):
+    c, compute, _vol = _fence_cinder(monkeypatch, 'ACTIVE', fence_stop=True)
+    records, changed, diff = service.ensure_attachments(c, ['b'], check_mode=True)
+    assert changed and records[0]['stopped_servers'] == ['name-other']
+    assert diff['after']['b']['stopped'] == ['name-other']
+    assert compute.stopped == []
+
+
+def test_fence_stop_stops_waits_then_detaches(monkeypatch):
+    """The stop goes out first; the force-detach only once Nova reports SHUTOFF."""
+    c, compute, vol = _fence_cinder(monkeypatch, 'ACTIVE', fence_stop=True)
+    order = []
+
+    def delete_attachment(sid, vid):
+        order.append(('detach', sid, compute.statuses[sid]))
+    c.attachments.delete_attachment = delete_attachment
+    c.attachments.wait_nova_detached = lambda sid, ids: None
+    c.volumes.wait_status = lambda raws, *a, **kw: dict((r.id, r) for r in raws)
+    c.attachments.post_attachment = lambda server, v: order.append(('attach', server.id))
+    done = []
+
+    def attached(raws, wanted, what, **kw):
+        done.append(what)
+        return dict((r.id, ours('b', id=r.id, status='in-use', attachments=[{'server_id': 'srv'}])) for r in raws)
+    c.volumes.wait_status = attached
+    records, changed, _diff = service.ensure_attachments(c, ['b'])
+    assert compute.stopped == ['other']
+    assert order[0] == ('detach', 'other', 'SHUTOFF') and order[1] == ('attach', 'srv')
+    assert changed and records[0]['stopped_servers'] == ['name-other']
+    assert any('fence_stop' in w for w in c.warnings)
+    assert vol.id == records[0]['volume_id']
+
+
+def test_fence_stop_timeout_detaches_nothing(monkeypatch):
+    """The server never gets SHUTOFF: TimedOut naming fence_stop, no detach."""
+    c, compute, _vol = _fence_cinder(monkeypatch, 'ACTIVE', rounds=0, fence_stop=True)
+    c.client.timeout = 0.2
+    detached = []
+    c.attachments.delete_attachment = lambda sid, vid: detached.append(sid)
+    with pytest.raises(TimedOut, match='SHUTOFF after a Nova stop'):
+        service.ensure_attachments(c, ['b'])
+    assert compute.stopped == ['other'] and detached == []
+
+
+def test_fence_stop_spec():
+    spec = osspec.server_spec()
+    assert spec['fence_stop'] == dict(type='bool', default=False)
+    assert 'fence_stop' in osspec.volume_dict_spec()
+
+
+def test_attached_elsewhere_skip_leaves_the_volume_there(monkeypatch):
+    """attached_elsewhere=skip: a volume of ours on another server is not attached, not detached; its record
+    says where it lives, a warning too; fail (the default) still refuses; force_detach still takes it over."""
+    c, compute, vol = _fence_cinder(monkeypatch, 'ACTIVE')
+    c.attachments.force_detach = False
+    touched = []
+    c.attachments.delete_attachment = lambda sid, vid: touched.append(('detach', sid))
+    c.attachments.post_attachment = lambda server, v: touched.append(('attach', server.id))
+    for check_mode in (True, False):
+        records, changed, diff = service.ensure_attachments(c, ['b'], check_mode=check_mode, attached_elsewhere='skip')
+        assert not changed and diff == {'before': {}, 'after': {}}
+        assert records[0]['attached_elsewhere'] == ['name-other'] and records[0]['changed'] is False
+        assert records[0]['volume_id'] == vol.id
+    assert touched == [] and compute.stopped == []
+    assert any('lives on server name-other (attached there), not on name-srv' in w for w in c.warnings)
+    with pytest.raises(InUse, match='attached to another server'):
+        service.ensure_attachments(c, ['b'], attached_elsewhere='fail')
+    c.attachments.force_detach = True
+    with pytest.raises(Refused, match='fencing'):       # force_detach: the usual takeover rules apply
+        service.ensure_attachments(c, ['b'], attached_elsewhere='skip')
