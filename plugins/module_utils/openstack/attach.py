@@ -22,6 +22,10 @@ from concurrent.futures import ThreadPoolExecutor
 from ..common import AGAIN, InUse, NotFound, PVError, Refused, TimedOut, poll, reworded
 
 
+#: Cinder statuses of a volume that an attach or detach is under way for
+BUSY_STATUSES = ('reserved', 'attaching', 'detaching')
+
+
 class Attachments(object):
     """Attach/detach over a :class:`.client.Client` and its :class:`.volumes.Volumes`."""
 
@@ -117,6 +121,7 @@ class Attachments(object):
         """Attach several volumes to ``server`` (default: this host's); wait for all in one loop."""
         server = server or self.client.server()
         here_id = self.client.server_id_or_none()
+        volumes = self._settled(volumes)
         todo = []
         out = {}
         for vol in volumes:
@@ -178,6 +183,24 @@ class Attachments(object):
                 new.extra['fresh'] = vol.extra.get('fresh', False)
                 out[vol.id] = new
         return [out[v.id] for v in volumes]
+
+    def _settled(self, volumes):
+        """Volumes another run is attaching or detaching right now (reserved, attaching, detaching:
+        e.g. a second controller running for the same host) are waited for until that is over, then
+        looked at again (attached here already: nothing to do; elsewhere: the usual rules)."""
+        busy = [v for v in volumes if v.extra.get('status') in BUSY_STATUSES]
+        if not busy or not self.client.wait:
+            return volumes
+        done = self.volumes.wait_status([self.volumes.get(v.id) for v in busy], ('available', 'in-use'),
+                                        'to finish an attach or detach in progress')
+        out = []
+        for vol in volumes:
+            if vol in busy:
+                new = self.volumes.to_backend_volume(done[vol.id], vol.name)
+                new.extra['fresh'] = vol.extra.get('fresh', False)
+                vol = new
+            out.append(vol)
+        return out
 
     def post_attachment(self, server, vol):
         """POST one attach; retried while the answer is transient, unless it went through anyway."""

@@ -16,8 +16,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import datetime
 import json
 import os
+import time
 import uuid as uuidlib
 from concurrent.futures import ThreadPoolExecutor
 
@@ -33,6 +35,12 @@ TOKEN_KEY = 'pv_token'
 RESERVED_KEYS = (OWNER_KEY, NAME_KEY, TOKEN_KEY)
 VOLUME_OPTIONS = ('volume_type', 'availability_zone', 'description')
 ERROR_STATUS = ('error', 'error_extending', 'error_deleting', 'error_restoring')
+#: seconds between a create's answer and the look for a concurrent create of the same name (>= 1 s:
+#: Cinder's created_at has whole seconds; see Volumes._settle_concurrent_creates)
+SETTLE = 1.5
+#: seconds during which a younger, unattached duplicate of a name is taken for a concurrent create being
+#: given up (lookups use the oldest meanwhile); an older duplicate is a Conflict, as always
+GIVE_UP_WINDOW = 120
 
 
 def locators(volume_id, dev_root='/dev'):
@@ -79,6 +87,23 @@ def parse_gib(value, what='size'):
     return size
 
 
+def age_key(raw):
+    """Oldest first: Cinder's created_at (whole seconds), then the id."""
+    return (str(getattr(raw, 'created_at', None) or ''), raw.id)
+
+
+def being_given_up(raw, window=GIVE_UP_WINDOW):
+    """A volume a concurrent create made moments ago and its run deletes again (it is not the oldest
+    of its name): never attached, available or still creating, younger than ``window`` seconds."""
+    if raw.attachments or raw.status not in ('creating', 'available'):
+        return False
+    try:
+        made = datetime.datetime.strptime(str(getattr(raw, 'created_at', None))[:19], '%Y-%m-%dT%H:%M:%S')
+    except ValueError:
+        return False
+    return abs((datetime.datetime.utcnow() - made).total_seconds()) < window
+
+
 def looks_like_id(ref):
     try:
         uuidlib.UUID(str(ref))
@@ -100,6 +125,7 @@ class Volumes(object):
             if key in self.extra_metadata:
                 raise PVError('metadata key %s is reserved for ownership marks' % key)
         self._retried_tokens = set()
+        self._answered = 0.0                    # monotonic time the last create POST was answered
 
     @property
     def api(self):
@@ -170,6 +196,9 @@ class Volumes(object):
                 out[req.name] = self.to_backend_volume(raw, req.name, adopted=True)
                 continue
             found = [v for v in by_name.get(req.name) or [] if v.status not in ('deleting', 'error_deleting')]
+            if len(found) > 1 and all(being_given_up(v) for v in sorted(found, key=age_key)[1:]):
+                # a concurrent create that its run is about to give up (see _settle_concurrent_creates)
+                found = sorted(found, key=age_key)[:1]
             if len(found) > 1:
                 raise Conflict('volume %s: %d Cinder volumes carry our mark for this name (%s); '
                                'delete the extra ones or adopt one by id'
@@ -327,9 +356,11 @@ class Volumes(object):
             return poll(look, patience, lambda: AGAIN, interval=0.5)
 
         try:
-            return self.client.retry(
+            raw = self.client.retry(
                 lambda: self.client.attempt('creating the Cinder volume', self.api.create_volume, **body),
                 on_unavailable=went_through)
+            self._answered = time.monotonic()
+            return raw
         except PVError as exc:
             self._retried_tokens.add(token)
             raise reworded(exc, 'volume %s: %s' % (request.name, exc))
@@ -353,11 +384,58 @@ class Volumes(object):
         self._drop_retry_duplicates(requests, created)
         if errors:
             raise PVError('; '.join(errors))
+        winners = self._settle_concurrent_creates(requests, created)
         out = []
         for req, raw in zip(requests, created):
-            vol = self.to_backend_volume(done[raw.id], req.name)
-            vol.extra['fresh'] = True
+            if raw.id in winners:
+                vol = self.to_backend_volume(winners[raw.id], req.name)
+                vol.extra['fresh'] = False
+            else:
+                vol = self.to_backend_volume(done[raw.id], req.name)
+                vol.extra['fresh'] = True
             out.append(vol)
+        return out
+
+    def _settle_concurrent_creates(self, requests, created):
+        """Another run (a second controller, or a second ansible-playbook for the same host) may have
+        created a volume of the same name at the same time: both looked it up before either existed.
+
+        Rule, applied by every creator: of the live volumes carrying the name, the OLDEST (Cinder's
+        ``created_at``, then the id) is THE volume; a creator whose new volume is not it deletes its own
+        (brand new, never attached: nothing is lost) and uses that one. Each creator looks at least
+        :data:`SETTLE` seconds after its create was answered, so a competing volume it cannot see yet
+        was made later (its ``created_at``, in whole seconds, strictly greater): that creator sees ours
+        as the oldest and gives its own up. Returns ``{our new id: raw volume to use instead}``."""
+        mine = dict((raw.id, req) for req, raw in zip(requests, created) if raw is not None)
+        if not mine or not self.client.wait:
+            return {}
+        late = SETTLE - (time.monotonic() - self._answered)
+        if late > 0:
+            time.sleep(late)
+        by_name = {}
+        for raw in self.list_owned():
+            if raw.status not in ('deleting', 'error_deleting'):
+                by_name.setdefault((raw.metadata or {}).get(NAME_KEY), []).append(raw)
+        out = {}
+        losers = []
+        for vid, req in mine.items():
+            live = by_name.get(req.name) or []
+            if len(live) < 2 or vid not in [r.id for r in live]:
+                continue
+            oldest = min(live, key=lambda r: (str(r.created_at or ''), r.id))
+            if oldest.id != vid:
+                out[vid] = oldest
+                losers.append(vid)
+                self.client.warnings.append(
+                    'volume %s: another run created it at the same time (Cinder volume %s, older); using that '
+                    'one and deleting the duplicate %s this run made' % (req.name, oldest.id, vid))
+        for vid in losers:
+            try:
+                self.client.call('deleting duplicate volume %s' % vid, self.api.delete_volume, vid)
+            except NotFound:
+                pass
+        if losers:
+            self.wait_gone(losers)
         return out
 
     def _drop_retry_duplicates(self, requests, created):

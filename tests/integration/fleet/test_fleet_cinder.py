@@ -567,3 +567,49 @@ def test_failover_fence_stop_then_the_old_host_comes_back(cloud_fleet, uid):
             cf.created.get(h1, {}).clear()
             cf.hv.guest_replaced(h1, cf.conn)
     assert cf.hv.errors == [], cf.hv.errors
+
+
+def test_two_controllers_run_site_for_the_same_host_at_once(cloud_fleet, uid):
+    """Two ansible-playbook processes (two controllers) run site.yml for the same host, started together:
+    never a duplicate Cinder volume (a concurrent create of the same name is given up by the run whose
+    volume is younger), the host side is serialized (the host's state lock), nothing lost."""
+    cf, fleet = cloud_fleet, cloud_fleet.fleet
+    h1 = cf.hosts[0]
+    names = ['%s-c%d' % (uid, i) for i in range(2)]
+    vols = {h1: [{'name': n, 'backend': 'cinder', 'size': '1GiB'} for n in names]}
+    cf.created[h1] = dict((n, 'cinder') for n in names)
+    invs = [fleet.inventory(cf.groupvars, cf.hostvars(vols)) for _i in range(2)]
+    dirs = [fleet.runner._rundir() for _i in range(2)]   # pylint: disable=protected-access
+    results = [None, None]
+    start = threading.Barrier(2)
+
+    def controller(i):
+        start.wait()
+        results[i] = fleet.runner.run_playbook(SITE_YML, inventory=invs[i], limit=h1, args=['--forks', '3'],
+                                               _rundir=dirs[i])
+    threads = [threading.Thread(target=controller, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(600)
+    for res in results:
+        res.assert_ok()
+    said = ' '.join(' '.join(r.stdout + r.stderr for r in results).split())
+    given_up = said.count('another run created it at the same time')
+    # exactly one Cinder volume per name (cf.ours() fails on a second one), none left being deleted
+    ours = cf.ours()
+    assert sorted(ours) == sorted(names), sorted(ours)
+    leftovers = [v.id for v in cf.conn.block_storage.volumes(details=True)
+                 if (v.metadata or {}).get('pv_name', '') in names and v.id not in [o.id for o in ours.values()]]
+    assert leftovers == []
+    fstab = fleet.sh(h1, 'cat /etc/fstab')
+    for n in names:
+        assert [a['server_id'] for a in ours[n].attachments] == [cf.servers[h1].id]
+        mp = '/var/lib/persistent-volumes/mounts/' + n
+        assert fstab.count(' %s ' % mp) == 1, fstab
+        assert fleet.sh(h1, 'findmnt -n -o TARGET %s' % mp).strip() == mp
+        write(fleet, h1, n, 'two-controllers-' + n)
+        assert read_back(fleet, h1, n) == 'two-controllers-' + n
+    res = cf.site(vols, limit=h1).assert_ok()
+    assert per_host(res, 'changed')[h1] == 0, res.summary()
+    print('two controllers at once: %d concurrent create(s) given up' % given_up)

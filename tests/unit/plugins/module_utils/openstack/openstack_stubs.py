@@ -15,8 +15,10 @@ VID = '0b8ef2ad-0d7d-4c8d-a4a8-5f2a6b1c9e33'
 
 
 class Raw(object):
-    def __init__(self, id=VID, name='v', size=1, status='available', metadata=None, attachments=None):
+    def __init__(self, id=VID, name='v', size=1, status='available', metadata=None, attachments=None,
+                 created_at='2020-01-01T00:00:00.000000'):
         self.id, self.name, self.size, self.status = id, name, size, status
+        self.created_at = created_at
         self.metadata = metadata if metadata is not None else {}
         self.attachments = attachments or []
         self.volume_type, self.availability_zone, self.description = '__DEFAULT__', 'nova', None

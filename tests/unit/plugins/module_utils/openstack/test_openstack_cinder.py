@@ -362,3 +362,44 @@ def test_attached_elsewhere_skip_leaves_the_volume_there(monkeypatch):
     c.attachments.force_detach = True
     with pytest.raises(Refused, match='fencing'):       # force_detach: the usual takeover rules apply
         service.ensure_attachments(c, ['b'], attached_elsewhere='skip')
+
+
+def _now(seconds_ago=0):
+    import datetime
+    return (datetime.datetime.utcnow() - datetime.timedelta(seconds=seconds_ago)).strftime('%Y-%m-%dT%H:%M:%S.000000')
+
+
+def test_lookup_takes_the_oldest_while_a_concurrent_create_is_given_up():
+    """A younger, unattached, just-made duplicate is a concurrent create being given up: the oldest is used;
+    an older duplicate (or an attached one) is still a Conflict."""
+    c = stub_cinder(listed=[ours('a', id='1' * 36, created_at=_now(5), status='in-use', attachments=[{'server_id': 's'}]),
+                            ours('a', id='0' * 36, created_at=_now(1))])
+    assert c.volumes.lookup([VolumeRequest('a', GIB)])['a'].id == '1' * 36
+    c.volumes.listed[1] = ours('a', id='0' * 36, created_at=_now(600))     # old: not a concurrent create
+    with pytest.raises(Conflict, match='2 Cinder volumes carry our mark'):
+        c.volumes.lookup([VolumeRequest('a', GIB)])
+
+
+def test_concurrent_create_the_younger_gives_its_own_up(monkeypatch):
+    """Two runs created 'a' at once: the one whose volume is younger deletes its own and uses the oldest;
+    the one whose volume is the oldest keeps it."""
+    monkeypatch.setattr(time, 'sleep', lambda _s: None)
+    older = ours('a', id='9' * 36, created_at=_now(2))
+    mine = ours('a', id='1' * 36, created_at=_now(1))
+    c = stub_cinder(listed=[older, mine])
+    deleted = []
+
+    class Api(object):
+        def delete_volume(self, vid):
+            deleted.append(vid)
+            c.volumes.listed = [r for r in c.volumes.listed if r.id != vid]
+    monkeypatch.setattr(type(c.volumes), 'api', property(lambda self: Api()))
+    c.volumes.get = lambda vid: None if vid in deleted else ([r for r in c.volumes.listed if r.id == vid] or [None])[0]
+    out = c.volumes._settle_concurrent_creates([VolumeRequest('a', GIB)], [mine])
+    assert out == {mine.id: older} and deleted == [mine.id]
+    assert any('another run created it at the same time' in w for w in c.warnings)
+    # the other run (its volume is the oldest): keeps it, deletes nothing
+    c2 = stub_cinder(listed=[older, ours('a', id='1' * 36, created_at=_now(1))])
+    monkeypatch.setattr(type(c2.volumes), 'api', property(lambda self: Api()))
+    assert c2.volumes._settle_concurrent_creates([VolumeRequest('a', GIB)], [older]) == {}
+    assert deleted == [mine.id]
