@@ -26,9 +26,11 @@ Parameters (the ``cinder`` dict of the ``volume`` module, the options of the
 ``volume_type``, ``availability_zone``, ``description``, ``metadata``
     Defaults for new volumes; ``volume_type``, ``availability_zone`` and
     ``description`` may also be given per volume (``backend_options``).
-``force_detach`` (false), ``fencing`` (true)
+``force_detach`` (false), ``fencing`` (true), ``fence_stop`` (false)
     A volume attached to ANOTHER server is refused, unless ``force_detach``;
-    then only when that server is SHUTOFF, unless ``fencing`` is false.
+    then only when that server is SHUTOFF, unless ``fencing`` is false. With
+    ``fence_stop`` an ACTIVE server is stopped through Nova first (wait for
+    SHUTOFF, bounded by ``timeout``), then the volume is force-detached.
 ``timeout`` (300), ``retry_timeout`` (60)
     Seconds to wait for Cinder/Nova state changes; seconds to keep retrying
     5xx answers and connection errors (exponential backoff).

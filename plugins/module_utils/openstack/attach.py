@@ -6,7 +6,9 @@
 Rules: only our (or adopted) volumes are attached or detached (:meth:`Volumes.ensure_ours`).
 A volume attached to ANOTHER server is refused (:class:`common.InUse`), unless ``force_detach``;
 then only when that server is SHUTOFF, unless ``fencing`` is false (:meth:`check_foreign`,
-which only reads, so callers can refuse before changing anything). Attach POSTs go out in
+which only reads, so callers can refuse before changing anything). With ``fence_stop`` an
+ACTIVE server is stopped through Nova first (:meth:`fence`: ``stop``, then wait for SHUTOFF,
+bounded by ``timeout``), then force-detached. Attach POSTs go out in
 parallel and ONE polling loop waits for all; Nova's view is waited for after a detach.
 The guest device is found by stable ids only (``/dev/disk/by-id/virtio-<id[:20]>`` ...),
 never by the device name Nova reports.
@@ -18,7 +20,10 @@ __metaclass__ = type
 
 from concurrent.futures import ThreadPoolExecutor
 
-from ..common import AGAIN, InUse, NotFound, PVError, Refused, TimedOut, poll, reworded
+from ..common import AGAIN, Conflict, InUse, NotFound, PVError, Refused, TimedOut, poll, reworded
+
+#: Nova states a server can be stopped from (fence_stop)
+STOPPABLE = ('ACTIVE', 'RESCUED')
 
 
 class Attachments(object):
@@ -30,6 +35,7 @@ class Attachments(object):
         self.volumes = volumes
         self.force_detach = bool(p.get('force_detach'))
         self.fencing = p.get('fencing', True) is not False
+        self.fence_stop = bool(p.get('fence_stop'))
 
     @property
     def compute(self):
@@ -53,11 +59,47 @@ class Attachments(object):
         for sid in others:
             srv = self.client.get_server(sid)
             if srv is not None and self.fencing and srv.status != 'SHUTOFF':
+                if self.fence_stop and srv.status in STOPPABLE:
+                    continue            # stopped through Nova by fence() before the force-detach
                 raise Refused('volume %s (%s) is attached to server %s (%s) which is %s, not SHUTOFF: '
                               'refusing to force-detach it from a running server (fencing); stop that '
-                              'server first, or set fencing: false if you are sure it no longer writes'
+                              'server first (or set fence_stop: true to stop it through the cloud API), '
+                              'or set fencing: false if you are sure it no longer writes'
                               % (volume.name, volume.id, srv.name, sid, srv.status))
         return others
+
+    def fence(self, server_id):
+        """With ``fence_stop``: stop server ``server_id`` through Nova unless it is SHUTOFF already,
+        and wait until it is (a stopped guest no longer writes to the volume). No-op without
+        fencing or fence_stop, and for a server that is gone."""
+        if not (self.fencing and self.fence_stop):
+            return None
+        srv = self.client.get_server(server_id)
+        if srv is None or srv.status == 'SHUTOFF':
+            return srv
+        if srv.status in STOPPABLE:
+            try:
+                self.client.call('stopping server %s (%s) to fence it' % (srv.name, server_id),
+                                 self.compute.stop_server, server_id)
+            except Conflict:
+                pass                    # a stop already in progress (task_state powering-off)
+        seen = [srv]
+
+        def round_():
+            cur = self.client.get_server(server_id)
+            if cur is None or cur.status == 'SHUTOFF':
+                return cur if cur is not None else seen[0]
+            seen[0] = cur
+            if cur.status == 'ERROR':
+                raise Refused('server %s (%s) went to ERROR while being stopped to fence it; the volume is '
+                              'not force-detached' % (cur.name, server_id))
+            return AGAIN
+
+        def timed_out():
+            raise TimedOut('timed out after %ss waiting for server %s (%s) to be SHUTOFF after stopping it '
+                           '(fence_stop; it is %s); the volume is not force-detached'
+                           % (self.client.timeout, seen[0].name, server_id, seen[0].status))
+        return poll(round_, self.client.timeout, timed_out, interval=0.5)
 
     def is_attached(self, volume, server):
         return server.id in (volume.extra.get('attached_servers') or [])
@@ -78,6 +120,8 @@ class Attachments(object):
             todo.append((vol, self.check_foreign(vol, server)))
         # fenced takeover: force-detach from SHUTOFF servers first, then wait for available
         detached = [vol for vol, others in todo if others]
+        for sid in sorted(set(sid for _vol, others in todo for sid in others)):
+            self.fence(sid)             # fence_stop: stop an ACTIVE server first, wait for SHUTOFF
         for vol, others in todo:
             for sid in others:
                 self.delete_attachment(sid, vol.id)
