@@ -319,3 +319,16 @@ def test_fence_stop_refuses_a_paused_server_and_times_out_clearly():
     att = Attachments(FakeClient(compute), None, {'force_detach': True, 'fence_stop': True})
     with pytest.raises(TimedOut, match='SHUTOFF after stopping it .fence_stop; it is ACTIVE.*not force-detached'):
         att.fence('dead')
+
+
+def test_explicit_force_detach_false_never_takes_over(tmp_path, cloud, monkeypatch):
+    drv = make(tmp_path, cloud, backend_params={'cloud': 'nowhere', 'force_detach': False})
+    cloud.status = 'SHUTOFF'
+
+    def in_use(vol, action):
+        cloud.calls.append(('check', action))
+        raise Refused('volume v1 (vid) is attached to another server: dead-host (dead, SHUTOFF)')
+    monkeypatch.setattr(Backend, 'check', staticmethod(in_use))
+    with pytest.raises(RequestError, match='SHUTOFF.*force_detach: false in pv_plugin_backend_params'):
+        mount(drv)
+    assert cloud.calls == [('check', 'attach')] and cloud.attached_to == 'dead'

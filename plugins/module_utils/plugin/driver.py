@@ -202,8 +202,11 @@ class VolumeDriver(object):
                       docker=None, workers=1,
                       log=(lambda msg: self.logger('engine: ' + msg)) if self.cfg.debug else None)
 
-    def _apply(self, specs):
-        """One engine run (serialized with every other run on this root by the engine's flock)."""
+    def _apply(self, specs, engine=None):
+        """One engine run (serialized with every other run on this root by the engine's flock);
+        ``engine``: one the caller made and closes (its cloud session reused)."""
+        if engine is not None:
+            return engine.apply(specs)[0]
         engine = self.engine_factory()
         try:
             results, _diff = engine.apply(specs)
@@ -379,8 +382,12 @@ class VolumeDriver(object):
             if self.timers.cancel(name):
                 note = 'kept'            # re-mounted within the grace period: no attach, no mount
             if not self.is_mounted(name):
-                taken = self._take_over(name, rec)
-                results = self._apply([self.spec(name, rec, 'present')])
+                engine = self.engine_factory()
+                try:
+                    taken = self._take_over(name, rec, engine)
+                    results = self._apply([self.spec(name, rec, 'present')], engine)
+                finally:
+                    _close(engine)
                 size = results[0].get('size')
                 if size and size != rec.get('size'):
                     with self.store.mutex:
@@ -396,7 +403,7 @@ class VolumeDriver(object):
             count = self.store.add_ref(name, caller)
             return protocol.ok(Mountpoint=path), '%s refs=%d' % (note, count)
 
-    def _take_over(self, name, rec):
+    def _take_over(self, name, rec, engine):
         """A volume still attached to another server/VM (its host died): take it over through the
         backend's fenced force-detach, then check the unclean filesystem, before the engine run
         mounts it (volume lock held by the caller). Returns a note for the log line, or None
@@ -404,48 +411,44 @@ class VolumeDriver(object):
         if self.cfg.fencing is None:
             return None                 # loop: a volume never leaves its host
         pending = rec.get('takeover')
-        engine = self.engine_factory()
-        store = StateStore(self.root)
-        try:
-            backend = engine.backend(self.cfg.backend)
-            vol = backend.lookup([VolumeRequest(name, None)]).get(name)
-            if vol is None:
-                return None             # gone: the engine run says so
-            foreign = bool(vol.attached_to) and not vol.attached_here
-            if not foreign and not pending:
-                return None
-            if foreign:
-                try:
-                    backend.check(vol, 'attach')        # reads only: refused -> nothing changed
-                except Refused as exc:
-                    raise RequestError(self._refusal(name, exc))
-                pending = vol.attached_to
-                self._mark_takeover(name, rec, pending)
-            store.lock()                # serialized with the engine runs on this root
+        backend = engine.backend(self.cfg.backend)
+        vol = backend.lookup([VolumeRequest(name, None)]).get(name)
+        if vol is None:
+            return None                 # gone: the engine run says so
+        foreign = bool(vol.attached_to) and not vol.attached_here
+        if not foreign and not pending:
+            return None
+        if foreign:
             try:
-                self.logger('Mount name=%s: taking over %s from %s (fencing policy %s)'
-                            % (name, vol.id, pending, self.cfg.fencing))
-                if not vol.attached_here:
-                    vol = backend.attach(vol)           # fence_stop, force-detach, attach
-                device = backend.locate(vol, timeout=self.cfg.timeout)
-                found = host.read_superblock(device)
-                done = []
-                if found is not None:
-                    try:
-                        done = host.check_filesystem(device, found[0], repair=self.cfg.fsck_repair,
-                                                     timeout=min(60, self.cfg.timeout))
-                    except host.FilesystemErrors as exc:
-                        raise RequestError(
-                            'volume %s was taken over from %s after an unclean detach, and %s; not mounted '
-                            '(it stays attached to this host, unmounted). Repair it by hand, or set '
-                            'pv_plugin_fsck_repair: true (daemon config fsck_repair) to let the plugin '
-                            'repair it' % (name, pending, exc))
-            finally:
-                store.unlock()
-            self._mark_takeover(name, rec, None)
-            return 'taken over from %s (fsck: %s)' % (pending, ','.join(done) or 'no filesystem')
+                backend.check(vol, 'attach')            # reads only: refused -> nothing changed
+            except Refused as exc:
+                raise RequestError(self._refusal(name, exc))
+            pending = vol.attached_to
+            self._mark_takeover(name, rec, pending)
+        store = StateStore(self.root)
+        store.lock()                    # serialized with the engine runs on this root
+        try:
+            self.logger('Mount name=%s: taking over %s from %s (fencing policy %s)'
+                        % (name, vol.id, pending, self.cfg.fencing))
+            if not vol.attached_here:
+                vol = backend.attach(vol)               # fence_stop, force-detach, attach
+            device = backend.locate(vol, timeout=self.cfg.timeout)
+            found = host.read_superblock(device)
+            done = []
+            if found is not None:
+                try:
+                    done = host.check_filesystem(device, found[0], repair=self.cfg.fsck_repair,
+                                                 timeout=min(60, self.cfg.timeout))
+                except host.FilesystemErrors as exc:
+                    raise RequestError(
+                        'volume %s was taken over from %s after an unclean detach, and %s; not mounted '
+                        '(it stays attached to this host, unmounted). Repair it by hand, or set '
+                        'pv_plugin_fsck_repair: true (daemon config fsck_repair) to let the plugin '
+                        'repair it' % (name, pending, exc))
         finally:
-            _close(engine)
+            store.unlock()
+        self._mark_takeover(name, rec, None)
+        return 'taken over from %s (fsck: %s)' % (pending, ','.join(done) or 'no filesystem')
 
     def _mark_takeover(self, name, rec, server):
         """Remember (fsync'd) that ``name`` was taken over and not yet checked, or forget it."""
@@ -459,7 +462,10 @@ class VolumeDriver(object):
 
     def _refusal(self, name, exc):
         policy = self.cfg.fencing
-        if policy == 'shutoff':
+        if self.cfg.backend_params.get('force_detach') is False:
+            how = ('force_detach: false in pv_plugin_backend_params: a volume attached to another server '
+                   'is never taken over; detach it there first')
+        elif policy == 'shutoff':
             how = ('policy shutoff (pv_plugin_fencing) takes a volume over only from a server that is '
                    'SHUTOFF (a VM that is poweredOff); Docker retries the Mount and it succeeds once that '
                    'server is stopped. pv_plugin_fencing: stop would stop it through the cloud API first')

@@ -193,6 +193,7 @@ def test_dead_node_stop_policy_through_docker(engine, conn, openstack_cloud, hyp
         assert out.stdout.encode() == proof
         assert conn.compute.get_server(dead.id).status == 'SHUTOFF'
         log = plugin.log_text()
+        assert 'scope global, root %s, pid %d, fencing stop)' % (plugin.root, plugin.pid()) in log
         assert 'fencing policy stop' in log and 'taken over from %s (fsck: journal_replayed,checked)' % dead.id in log
         wait_for(lambda: plugin.mount_count(name) == 0 and servers_of(conn, vol.id) == [], timeout=120,
                  what='the release after the container')
