@@ -77,7 +77,8 @@ class Cloud(object):
         self.calls = []
         self.mounted = set()
         self.fs = ('ext4', 'uuid', 1 << 30)
-        self.fsck = ['checked']          # or an exception to raise
+        self.fsck = ['checked']
+        self.fsck_error = None           # an exception the check raises instead
 
 
 class Backend(object):
@@ -147,8 +148,8 @@ def cloud(monkeypatch):
 
     def check(device, fstype, repair=False, timeout=10):
         c.calls.append(('fsck', device, fstype, repair))
-        if isinstance(c.fsck, Exception):
-            raise c.fsck
+        if c.fsck_error is not None:
+            raise c.fsck_error
         return list(c.fsck)
     monkeypatch.setattr(host, 'check_filesystem', check)
     monkeypatch.setattr(host, 'read_superblock', lambda device: c.fs)
@@ -214,7 +215,7 @@ def test_refusal_under_policy_stop_says_so(tmp_path, cloud):
 def test_fsck_errors_refuse_and_the_retry_checks_again(tmp_path, cloud):
     drv = make(tmp_path, cloud)
     cloud.status = 'SHUTOFF'
-    cloud.fsck = host.FilesystemErrors('the read-only check (e2fsck -f -n) found errors on /dev/fake-vid: x')
+    cloud.fsck_error = host.FilesystemErrors('the read-only check (e2fsck -f -n) found errors on /dev/fake-vid: x')
     with pytest.raises(RequestError, match='found errors.*stays attached to this host.*fsck_repair'):
         mount(drv)
     assert cloud.attached_to == 'here' and not cloud.mounted
@@ -222,7 +223,7 @@ def test_fsck_errors_refuse_and_the_retry_checks_again(tmp_path, cloud):
     with open(drv.store.path) as handle:
         assert '"takeover": "dead"' in handle.read()
     # repaired by hand meanwhile: the retried Mount checks again (attached here now), then mounts
-    cloud.fsck = ['checked']
+    cloud.fsck_error = None
     del cloud.calls[:]
     answer, note = mount(drv)
     assert answer['Mountpoint'] and 'taken over from dead' in note

@@ -170,8 +170,6 @@ def test_role_rejects_bad_arguments(ansible, tmp_path):
     assert not os.path.exists(str(tmp_path / 'bad' / 'etc'))
 
 
-
-
 def test_role_fencing_policy(ansible, tmp_path):
     """``pv_plugin_fencing`` / ``pv_plugin_fsck_repair`` pass the role's own argument validation and
     reach the daemon's configuration through the role's template, which the daemon accepts
