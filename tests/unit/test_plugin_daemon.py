@@ -486,7 +486,9 @@ def test_config_cinder_enables_fenced_force_detach():
     assert PluginConfig({'backend': 'cinder'}).backend_params['force_detach'] is True
     assert PluginConfig({'backend': 'cinder', 'backend_params': {'force_detach': False}}) \
         .backend_params['force_detach'] is False
-    assert 'force_detach' not in PluginConfig({'backend': 'vsphere'}).backend_params
+    # the fencing policy (default shutoff) applies to vsphere too (shared interface, issue 11)
+    assert PluginConfig({'backend': 'vsphere'}).backend_params['force_detach'] is True
+    assert 'force_detach' not in PluginConfig({'backend': 'loop'}).backend_params
 
 
 def test_config_cinder_clouds_yaml_becomes_environment():

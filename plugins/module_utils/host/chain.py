@@ -16,13 +16,14 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from .filesystems import (LABEL_MAX, SUPPORTED_FS, OnlineResizeDenied, describe_signature, grow_filesystem,
-                          grow_filesystem_offline, mkfs, probe_signatures, read_superblock, wipe)
+from .filesystems import (LABEL_MAX, SUPPORTED_FS, FilesystemErrors, OnlineResizeDenied, check_filesystem,
+                          describe_signature, grow_filesystem, grow_filesystem_offline, mkfs, probe_signatures,
+                          read_superblock, wipe)
 from .mounts import FSTAB, Fstab, FstabEntry, Mount, device_number, mount, parse_mountinfo, umount
 from .ownership import apply_ownership, ensure_dir, ownership_diff, parse_mode, resolve_gid, resolve_uid
 
-__all__ = ['FSTAB', 'LABEL_MAX', 'SUPPORTED_FS', 'Fstab', 'FstabEntry', 'HostSnapshot', 'Mount',
-           'OnlineResizeDenied', 'apply_ownership', 'describe_signature', 'device_number', 'ensure_dir',
+__all__ = ['FSTAB', 'LABEL_MAX', 'SUPPORTED_FS', 'FilesystemErrors', 'Fstab', 'FstabEntry', 'HostSnapshot', 'Mount',
+           'OnlineResizeDenied', 'apply_ownership', 'check_filesystem', 'describe_signature', 'device_number', 'ensure_dir',
            'grow_filesystem', 'grow_filesystem_offline', 'mkfs', 'mount', 'ownership_diff', 'parse_mode',
            'parse_mountinfo', 'probe_signatures', 'read_superblock', 'resolve_gid', 'resolve_uid', 'umount', 'wipe']
 

@@ -25,6 +25,9 @@ from ..common import AGAIN, InUse, NotFound, PVError, Refused, TimedOut, poll, r
 #: Cinder statuses of a volume that an attach or detach is under way for
 BUSY_STATUSES = ('reserved', 'attaching', 'detaching')
 
+#: Nova states fence_stop stops a server from; any other state (PAUSED, SUSPENDED, ERROR...) is refused
+STOPPABLE = ('ACTIVE', 'RESCUED')
+
 
 class Attachments(object):
     """Attach/detach over a :class:`.client.Client` and its :class:`.volumes.Volumes`."""
@@ -59,7 +62,8 @@ class Attachments(object):
                         % (volume.name, volume.id, ', '.join(names), server.name))
         for sid in others:
             srv = self.client.get_server(sid)
-            if srv is not None and self.fencing and srv.status != 'SHUTOFF' and not self.fence_stop:
+            if srv is not None and self.fencing and srv.status != 'SHUTOFF' and not (
+                    self.fence_stop and srv.status in STOPPABLE):
                 raise Refused('volume %s (%s) is attached to server %s (%s) which is %s, not SHUTOFF: '
                               'refusing to force-detach it from a running server (fencing); stop that '
                               'server first (or set fence_stop: true to stop it through the Nova API), '

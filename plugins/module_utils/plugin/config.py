@@ -19,16 +19,26 @@ Example (every key but ``backend`` is optional)::
       "docker_host": "unix:///var/run/docker.sock",
       "timeout": 300,
       "unmount_grace": 3,
+      "fencing": "shutoff",
+      "fsck_repair": false,
       "debug": false
     }
 
 ``backend_params`` is handed to the backend unchanged (for cinder e.g. the
 clouds.yaml path and cloud name, for vsphere the vCenter host and credentials),
 except that for cinder ``clouds_yaml`` (a path) becomes the daemon's
-``OS_CLIENT_CONFIG_FILE`` (with ``cloud`` naming the entry) and ``force_detach`` defaults to true: a volume attached to
-another server is taken over only when that server is SHUTOFF (the backend's
-fencing, on unless ``fencing: false``);
-values under keys that look secret are collected so the daemon can scrub them
+``OS_CLIENT_CONFIG_FILE`` (with ``cloud`` naming the entry), and that for the cloud
+backends (cinder, vsphere) the fencing policy ``fencing`` becomes the backend's
+takeover parameters (:data:`FENCING_POLICIES`): a volume still attached to another
+server/VM (its host died) is force-detached (``force_detach: true``) only when that
+server is SHUTOFF / that VM poweredOff (``shutoff``, the default), after stopping it
+through the cloud API (``stop``: ``fence_stop``), or whatever its state (``off``:
+``fencing: false``, dangerous: a host that still runs keeps writing). ``force_detach``,
+``fencing`` or ``fence_stop`` given in ``backend_params`` win over the policy
+(configurations older than the policy). ``fsck_repair``: a volume taken over that way
+gets a read-only filesystem check before it is mounted; with errors the Mount is refused,
+unless ``fsck_repair`` is true (then it is repaired).
+Values under keys that look secret are collected so the daemon can scrub them
 from every log line and error it returns.
 """
 
@@ -52,7 +62,15 @@ SECRET_KEY_RE = re.compile(r'pass|secret|token|credential|api_?key|private', re.
 LOST_FOUND = ('remove', 'keep')
 DEFAULT_KEYS = ('size', 'fstype', 'mount_options', 'uid', 'gid', 'mode', 'backend_options')
 KNOWN_KEYS = ('driver', 'backend', 'backend_params', 'root', 'socket', 'defaults', 'max_size',
-              'mkfs_options', 'lost_found', 'docker_host', 'timeout', 'unmount_grace', 'debug')
+              'mkfs_options', 'lost_found', 'docker_host', 'timeout', 'unmount_grace', 'fencing',
+              'fsck_repair', 'debug')
+#: the fencing policy -> the backend's takeover parameters (the same for cinder and vsphere)
+FENCING_POLICIES = {
+    'shutoff': {'force_detach': True, 'fencing': True, 'fence_stop': False},
+    'stop': {'force_detach': True, 'fencing': True, 'fence_stop': True},
+    'off': {'force_detach': True, 'fencing': False, 'fence_stop': False},
+}
+FENCED_BACKENDS = ('cinder', 'vsphere')
 
 
 class PluginConfig(object):
@@ -75,11 +93,26 @@ class PluginConfig(object):
         if not isinstance(self.backend_params, dict):
             raise PVError('backend_params must be a mapping')
         self.environment = {}
-        if self.backend == 'cinder':
-            # a global volume follows its containers between hosts: take it over from a
-            # server that is SHUTOFF (fenced force-detach; the backend refuses a running one)
+        policy = raw.get('fencing')
+        if policy is None:
+            policy = 'shutoff'
+        if policy not in FENCING_POLICIES:
+            raise PVError('fencing must be one of %s, got %r' % (', '.join(sorted(FENCING_POLICIES)), policy))
+        if self.backend in FENCED_BACKENDS:
+            # a global volume follows its containers between hosts: take it over from a server
+            # that is SHUTOFF (fenced force-detach; the backend refuses a running one) or, with
+            # the policy "stop", stop that server through the cloud API first
             self.backend_params = dict(self.backend_params)
-            self.backend_params.setdefault('force_detach', True)
+            for key, value in FENCING_POLICIES[policy].items():
+                self.backend_params.setdefault(key, value)
+            self.fencing = policy_of(self.backend_params)
+        else:
+            self.fencing = None          # loop: a volume never leaves its host
+        self.fsck_repair = raw.get('fsck_repair', False)
+        if not isinstance(self.fsck_repair, bool):
+            raise PVError('fsck_repair must be true or false')
+        if self.backend == 'cinder':
+            self.backend_params = dict(self.backend_params)
             clouds_yaml = self.backend_params.pop('clouds_yaml', None)
             if clouds_yaml:
                 if not isinstance(clouds_yaml, str) or not os.path.isabs(clouds_yaml):
@@ -161,6 +194,15 @@ class PluginConfig(object):
 
 
 _PAIR_RE = re.compile(r'''((?:password|passwd|secret|token)["']?\s*[:=]\s*["']?)[^\s"',}]+''', re.I)
+
+
+def policy_of(params):
+    """The fencing policy the backend parameters amount to (``off``, ``stop`` or ``shutoff``)."""
+    if params.get('fencing', True) is False:
+        return 'off'
+    if params.get('fence_stop'):
+        return 'stop'
+    return 'shutoff'
 
 
 def _opt_str(value):

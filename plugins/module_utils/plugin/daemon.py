@@ -95,8 +95,10 @@ def main(argv=None):
         driver.wake.set()
     if args.pidfile:
         atomic_write(args.pidfile, '%d\n' % os.getpid(), 0o644)
-    log_line('listening on %s (backend %s, scope %s, root %s, pid %d)'
-             % (config.socket, config.backend, driver.scope, config.root, os.getpid()))
+    log_line('listening on %s (backend %s, scope %s, root %s, pid %d%s)'
+             % (config.socket, config.backend, driver.scope, config.root, os.getpid(),
+                ', fencing %s%s' % (config.fencing, ', fsck_repair' if config.fsck_repair else '')
+                if config.fencing else ''))
     try:
         server.serve_forever(poll_interval=0.5)
     finally:

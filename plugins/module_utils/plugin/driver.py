@@ -24,7 +24,17 @@ Lifecycle of a volume:
   one unmounts and detaches (engine ``detached``) ``unmount_grace`` seconds later
   (default 3) unless a Mount comes first (Docker mounts a volume at container create
   and again at start; a restart is Unmount + Mount). Remove and shutdown release at once.
-* Attached to another server/VM: the backend's fenced force-detach applies.
+* Attached to another server/VM (its host died, Swarm moved the task here): ``Mount`` takes it
+  over only through the backend's fenced force-detach (:meth:`VolumeDriver._take_over`): the
+  refusal check first (reads only: the other server must be SHUTOFF / poweredOff, or be
+  stoppable with the ``stop`` policy), then a mark ``takeover`` in the record, the backend's
+  attach (stop through the cloud API if the policy says so, force-detach, attach), a
+  filesystem check of the unclean filesystem (journal replay, then read-only ``e2fsck -n`` /
+  ``xfs_repair -n``; errors refuse the Mount unless ``fsck_repair``), the mark removed, then
+  the usual engine run mounts it. While refused, Mount answers a clear Err naming the other
+  server, its state and the policy; nothing changed, and Docker's (Swarm's) next Mount tries
+  again. A Mount that fails half way keeps the mark: the next one checks the filesystem
+  before mounting, wherever the volume is attached by then.
 * ``Remove`` refuses while mounted, else deletes storage and record (engine ``absent``).
 
 Concurrency (issue 9): no lock is held across the whole daemon. An operation that
@@ -53,8 +63,9 @@ import time
 
 from ..backends import registry
 from ..backends.base import VolumeRequest, get_backend
-from ..common import PVError, human_size, parse_size, read_json, validate_name
+from ..common import PVError, Refused, human_size, parse_size, read_json, validate_name
 from ..core.engine import Engine, VolumeSpec
+from ..core.state import StateStore
 from ..docker import client as docker_client
 from ..host import chain as host
 from . import protocol
@@ -191,8 +202,11 @@ class VolumeDriver(object):
                       docker=None, workers=1,
                       log=(lambda msg: self.logger('engine: ' + msg)) if self.cfg.debug else None)
 
-    def _apply(self, specs):
-        """One engine run (serialized with every other run on this root by the engine's flock)."""
+    def _apply(self, specs, engine=None):
+        """One engine run (serialized with every other run on this root by the engine's flock);
+        ``engine``: one the caller made and closes (its cloud session reused)."""
+        if engine is not None:
+            return engine.apply(specs)[0]
         engine = self.engine_factory()
         try:
             results, _diff = engine.apply(specs)
@@ -368,12 +382,17 @@ class VolumeDriver(object):
             if self.timers.cancel(name):
                 note = 'kept'            # re-mounted within the grace period: no attach, no mount
             if not self.is_mounted(name):
-                results = self._apply([self.spec(name, rec, 'present')])
+                engine = self.engine_factory()
+                try:
+                    taken = self._take_over(name, rec, engine)
+                    results = self._apply([self.spec(name, rec, 'present')], engine)
+                finally:
+                    _close(engine)
                 size = results[0].get('size')
                 if size and size != rec.get('size'):
                     with self.store.mutex:
                         rec['size'] = size
-                note = 'mounted'
+                note = (taken + ', ' if taken else '') + 'mounted'
             elif any(rec.get(k) is not None for k in ('uid', 'gid', 'mode')):
                 # already mounted: owner and mode of the volume root as asked (Docker's copy of
                 # the image's directory into a new volume, at container create, resets them)
@@ -383,6 +402,79 @@ class VolumeDriver(object):
                 self.unverified.discard((name, caller))
             count = self.store.add_ref(name, caller)
             return protocol.ok(Mountpoint=path), '%s refs=%d' % (note, count)
+
+    def _take_over(self, name, rec, engine):
+        """A volume still attached to another server/VM (its host died): take it over through the
+        backend's fenced force-detach, then check the unclean filesystem, before the engine run
+        mounts it (volume lock held by the caller). Returns a note for the log line, or None
+        when there was nothing to take over. Raises :class:`RequestError` when refused."""
+        if self.cfg.fencing is None:
+            return None                 # loop: a volume never leaves its host
+        pending = rec.get('takeover')
+        backend = engine.backend(self.cfg.backend)
+        vol = backend.lookup([VolumeRequest(name, None)]).get(name)
+        if vol is None:
+            return None                 # gone: the engine run says so
+        foreign = bool(vol.attached_to) and not vol.attached_here
+        if not foreign and not pending:
+            return None
+        if foreign:
+            try:
+                backend.check(vol, 'attach')            # reads only: refused -> nothing changed
+            except Refused as exc:
+                raise RequestError(self._refusal(name, exc))
+            pending = vol.attached_to
+            self._mark_takeover(name, rec, pending)
+        store = StateStore(self.root)
+        store.lock()                    # serialized with the engine runs on this root
+        try:
+            self.logger('Mount name=%s: taking over %s from %s (fencing policy %s)'
+                        % (name, vol.id, pending, self.cfg.fencing))
+            if not vol.attached_here:
+                vol = backend.attach(vol)               # fence_stop, force-detach, attach
+            device = backend.locate(vol, timeout=self.cfg.timeout)
+            found = host.read_superblock(device)
+            done = []
+            if found is not None:
+                try:
+                    done = host.check_filesystem(device, found[0], repair=self.cfg.fsck_repair,
+                                                 timeout=min(60, self.cfg.timeout))
+                except host.FilesystemErrors as exc:
+                    raise RequestError(
+                        'volume %s was taken over from %s after an unclean detach, and %s; not mounted '
+                        '(it stays attached to this host, unmounted). Repair it by hand, or set '
+                        'pv_plugin_fsck_repair: true (daemon config fsck_repair) to let the plugin '
+                        'repair it' % (name, pending, exc))
+        finally:
+            store.unlock()
+        self._mark_takeover(name, rec, None)
+        return 'taken over from %s (fsck: %s)' % (pending, ','.join(done) or 'no filesystem')
+
+    def _mark_takeover(self, name, rec, server):
+        """Remember (fsync'd) that ``name`` was taken over and not yet checked, or forget it."""
+        with self.store.mutex:
+            if server:
+                rec['takeover'] = server
+            else:
+                rec.pop('takeover', None)
+            self.store.volumes[name] = rec
+        self.store.save()
+
+    def _refusal(self, name, exc):
+        policy = self.cfg.fencing
+        if self.cfg.backend_params.get('force_detach') is False:
+            how = ('force_detach: false in pv_plugin_backend_params: a volume attached to another server '
+                   'is never taken over; detach it there first')
+        elif policy == 'shutoff':
+            how = ('policy shutoff (pv_plugin_fencing) takes a volume over only from a server that is '
+                   'SHUTOFF (a VM that is poweredOff); Docker retries the Mount and it succeeds once that '
+                   'server is stopped. pv_plugin_fencing: stop would stop it through the cloud API first')
+        elif policy == 'stop':
+            how = ('policy stop (pv_plugin_fencing): that server is in a state it cannot be stopped from '
+                   'through the cloud API; stop it by hand')
+        else:
+            how = 'policy %s (pv_plugin_fencing)' % policy
+        return 'Mount of %s refused: %s [fencing %s]' % (name, self.cfg.scrub(exc), how)
 
     def unmount(self, body):
         name = self.check_name(body)

@@ -17,10 +17,11 @@ import os
 import secrets
 import shutil
 import stat
+import sys
 
 import pytest
 
-from pv_plugin_helpers import (PluginInstance, alive, play, plugin_vars, remove_driver_objects, role_vars,
+from pv_plugin_helpers import (MODULE, PluginInstance, alive, play, plugin_vars, remove_driver_objects, role_vars,
                                safety_net, sh, wait_dead)
 
 pytestmark = [pytest.mark.plugin]
@@ -167,3 +168,39 @@ def test_role_rejects_bad_arguments(ansible, tmp_path):
     result = ansible.run(play(variables))
     result.assert_failed()
     assert not os.path.exists(str(tmp_path / 'bad' / 'etc'))
+
+
+def test_role_fencing_policy(ansible, tmp_path):
+    """``pv_plugin_fencing`` / ``pv_plugin_fsck_repair`` pass the role's own argument validation and
+    reach the daemon's configuration through the role's template, which the daemon accepts
+    (``--check-config``); an unquoted YAML ``off`` (a boolean false) means ``off``; a bad policy is
+    refused. (The role's validation and template alone, in one run: a whole role run costs ~45 s here.)"""
+    role = os.path.join(os.environ['PV_REPO_ROOT'], 'roles', 'volume_plugin')
+    spec = ("{{ (lookup('ansible.builtin.file', '%s/meta/argument_specs.yml') | from_yaml)"
+            ".argument_specs.main.options }}" % role)
+    cases = [(False, 'off'), ('stop', 'stop'), ('shutoff', 'shutoff')]
+    tasks = [{'name': 'load the role defaults', 'ansible.builtin.include_vars': {'file': role + '/defaults/main.yml'}},
+             {'name': 'a bad policy', 'ansible.builtin.validate_argument_spec': {
+                 'argument_spec': spec, 'provided_arguments': {'pv_plugin_fencing': 'sometimes'}},
+              'register': 'pv_bad', 'ignore_errors': True},
+             {'name': 'refused', 'ansible.builtin.assert': {'that': [
+                 'pv_bad is failed', "'pv_plugin_fencing' in pv_bad.msg"]}}]
+    for i, (policy, _expected) in enumerate(cases):
+        tasks += [
+            {'name': 'policy %s' % i, 'ansible.builtin.set_fact': {'pv_plugin_fencing': policy}},
+            {'name': 'validate %s as the role does' % i, 'ansible.builtin.validate_argument_spec': {
+                'argument_spec': spec, 'provided_arguments': {'pv_plugin_fencing': policy}}},
+            {'name': 'render %s' % i, 'ansible.builtin.template': {
+                'src': role + '/templates/config.json.j2', 'dest': str(tmp_path / ('config%d.json' % i)),
+                'mode': '0600'}}]
+    extra = {'pv_plugin_fsck_repair': True, 'pv_plugin_backend': 'cinder', 'pv_plugin_driver': 'pvtr-fence',
+             'pv_plugin_root': str(tmp_path / 'root'), 'pv_plugin_socket': str(tmp_path / 'p.sock')}
+    ansible.run(tasks, extra_vars=extra).assert_ok()
+    for i, (_policy, expected) in enumerate(cases):
+        out = str(tmp_path / ('config%d.json' % i))
+        with open(out) as handle:
+            config = json.load(handle)
+        assert config['fencing'] == expected and config['fsck_repair'] is True and config['backend'] == 'cinder'
+        check = sh([sys.executable, '-m', MODULE, '--config', out, '--check-config'], check=False,
+                   env=dict(os.environ, PYTHONPATH=os.environ['PV_COLLECTIONS_ROOT']))
+        assert check.returncode == 0, check.stdout + check.stderr
