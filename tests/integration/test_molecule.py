@@ -137,6 +137,17 @@ def _lab_paths(instance):
     return os.environ.get('PV_LAB_STATE', '/run/pv-lab' + instance), '/run/netns/pvlab' + instance
 
 
+def _lab_owner(instance):
+    """pid of a live process other than this one that holds lab ``instance`` (a test session, a
+    bench; a finished `lab.py up`, as molecule's create runs it, holds nothing), else None."""
+    try:
+        with open(os.path.join(_lab_paths(instance)[0], 'owner.pid')) as handle:
+            pid = int(handle.read().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if pid != os.getpid() and os.path.exists('/proc/%d' % pid) else None
+
+
 def _fleet_lab_instance():
     """The lab instance for the volumes_fleet scenario: PV_MOLECULE_LAB_INSTANCE if set, else
     PV_LAB_INSTANCE unless this process holds that lab (the fleet tests' session fixture, which
@@ -165,7 +176,11 @@ def _last_resort(venv_bin, scenario, env=None):
     rc, output, _secs = _molecule(venv_bin, 'destroy', '-s', scenario, timeout=600, env=env)
     notes.append('molecule destroy rc=%s:\n%s' % (rc, output[-4000:]))
     if SCENARIOS[scenario] is None:
-        sweep = [[sys.executable, LAB_PY, 'down']]
+        # never the lab of another live process (molecule's create fails on such a lab)
+        owner = _lab_owner((env or {}).get('PV_LAB_INSTANCE', ''))
+        sweep = [] if owner else [[sys.executable, LAB_PY, 'down']]
+        if owner:
+            notes.append('lab.py down skipped: the lab is held by process %d' % owner)
     else:
         sweep = [['bash', os.path.join(UTILS, 'sweep.sh'), SCENARIOS[scenario]]]
     for cmd in LAST_RESORT.get(scenario, []) + sweep:
@@ -193,6 +208,10 @@ def test_molecule_scenario(scenario, request):
     env = None
     if scenario == 'volumes_fleet':
         env = {'PV_LAB_INSTANCE': _fleet_lab_instance()}
+        owner = _lab_owner(env['PV_LAB_INSTANCE'])
+        if owner:
+            pytest.fail('lab instance %r is held by process %d: set PV_MOLECULE_LAB_INSTANCE to a free one'
+                        % (env['PV_LAB_INSTANCE'], owner), pytrace=False)
 
     rc, output, seconds = _molecule(venv_bin, 'test', '-s', scenario, env=env)
     steps = _step_results(output, scenario)
