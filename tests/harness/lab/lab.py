@@ -223,6 +223,77 @@ def _customize(root):
                 os.unlink(path)
 
 
+#: the systemd variant: these packages on top of the image, the units below (bump on change)
+SYSTEMD_PACKAGES = ['systemd', 'systemd-sysv', 'dbus']
+SYSTEMD_RECIPE_VERSION = 1
+SYSTEMD_MASKED = ['systemd-udevd.service', 'systemd-udev-trigger.service', 'getty.target',
+                  'console-getty.service', 'systemd-logind.service']
+
+
+def systemd_tar(key):
+    # not host-*.tar: build() removes every other host-*.tar of the cache
+    return os.path.join(CACHE, 'systemd-%s-%d.tar' % (key, SYSTEMD_RECIPE_VERSION))
+
+
+def systemd_tag(key):
+    return 'pvlab/host-systemd:%s-%d' % (key, SYSTEMD_RECIPE_VERSION)
+
+
+def build_systemd(key):
+    """The systemd-as-PID-1 variant of image ``key`` (cached): its rootfs plus systemd, with
+    units for sshd, containerd, docker (DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1) and
+    pvlab-ready.service (host/lab-ready); udev, getty and logind masked. Returns seconds spent."""
+    tar = systemd_tar(key)
+    if os.path.exists(tar):
+        return 0.0
+    start = time.monotonic()
+    with open(os.path.join(CACHE, '.build.lock'), 'w') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.path.exists(tar):
+            return 0.0
+        root = os.path.join(CACHE, 'build-systemd-%s' % key)
+        if os.path.exists(root):
+            run(['rm', '-rf', '--one-file-system', root])
+        os.makedirs(root)
+        run(['tar', '-C', root, '--numeric-owner', '-xf', image_tar(key)])
+        shutil.copy('/etc/resolv.conf', os.path.join(root, 'etc/resolv.conf'))
+        run(['mount', '-t', 'proc', 'proc', os.path.join(root, 'proc')])
+        try:
+            env = dict(os.environ, DEBIAN_FRONTEND='noninteractive')
+            run(['chroot', root, 'apt-get', 'update', '-q'], env=env)
+            run(['chroot', root, 'apt-get', 'install', '-y', '-q', '--no-install-recommends'] + SYSTEMD_PACKAGES,
+                env=env)
+        finally:
+            run(['umount', os.path.join(root, 'proc')], check=False)
+
+        def write(rel, text):
+            path = os.path.join(root, rel.lstrip('/'))
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, 'w') as handle:
+                handle.write(text)
+        write('/etc/systemd/system/docker.service.d/lab.conf',
+              '[Service]\nEnvironment=DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1\n')
+        write('/etc/systemd/system/pvlab-ready.service',
+              '[Unit]\nDescription=lab host ready (tests/harness/lab)\nAfter=docker.service ssh.service\n'
+              'Requires=docker.service\n\n[Service]\nType=oneshot\nRemainAfterExit=yes\n'
+              'ExecStart=/opt/pvlab/lab-ready\n\n[Install]\nWantedBy=multi-user.target\n')
+        run(['chroot', root, 'systemctl', 'enable', 'pvlab-ready.service', 'ssh.service', 'docker.service',
+             'containerd.service'])
+        run(['chroot', root, 'systemctl', 'mask'] + SYSTEMD_MASKED, check=False)
+        for pattern in ('var/cache/apt/archives/*.deb', 'var/cache/apt/*.bin', 'var/lib/apt/lists/*',
+                        'etc/ssh/ssh_host_*'):
+            for path in glob.glob(os.path.join(root, pattern)):
+                if os.path.isfile(path):
+                    os.unlink(path)
+        tmp = tar + '.tmp'
+        run(['tar', '-C', root, '--numeric-owner', '-cf', tmp, '.'])
+        os.replace(tmp, tar)
+        run(['rm', '-rf', '--one-file-system', root])
+        took = time.monotonic() - start
+        log('systemd variant %s built in %.0f s' % (os.path.basename(tar), took))
+        return took
+
+
 def apt_install(pkgs):
     env = dict(os.environ, DEBIAN_FRONTEND='noninteractive')
     cmd = ['apt-get', 'install', '-y', '-q', '--no-install-recommends'] + list(pkgs)
@@ -454,8 +525,14 @@ class Lab(object):
     def _run_host(self, host):
         with open(self.key + '.pub') as handle:
             pubkey = handle.read().strip()
+        if host.get('variant') == 'systemd':
+            # systemd as PID 1 (no docker-init); it stops on SIGRTMIN+3; its own /run/lock and /tmp
+            variant = ['--stop-signal', 'SIGRTMIN+3', '--tmpfs', '/run/lock', '--tmpfs', '/tmp:rw,exec',
+                       '-e', 'container=docker', '--entrypoint', '/opt/pvlab/lab-init-systemd']
+        else:
+            variant = ['--init', '--entrypoint', '/opt/pvlab/lab-init']
         self.docker(
-            'run', '-d', '--name', host['container'], '--hostname', host['name'], '--init',
+            'run', '-d', '--name', host['container'], '--hostname', host['name'], *variant[:-2],
             '--label', 'pvlab=1',
             '--cap-add', 'ALL', '--cap-drop', 'SYS_RESOURCE',   # --privileged fails here (bounding set)
             '--security-opt', 'seccomp=unconfined', '--security-opt', 'apparmor=unconfined',
@@ -469,13 +546,17 @@ class Lab(object):
             # Swarm tasks try to pull their image first (no registry here: 6-20 s per task);
             # the inner dockerd inherits this and uses the local image
             '-e', 'DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1',
-            '--entrypoint', '/opt/pvlab/lab-init', host['image'])
+            *variant[-2:], host['image'])
 
     def _wait_ready(self, hosts, timeout=120):
         deadline = time.monotonic() + timeout
         pending = list(hosts)
         while pending and time.monotonic() < deadline:
             for host in list(pending):
+                if host.get('variant') == 'systemd':
+                    if self.exec(host['name'], ['test', '-s', '/run/pvlab.ready'], check=False).returncode == 0:
+                        pending.remove(host)
+                    continue
                 logs = self.docker('logs', host['container'], check=False, quiet=True)
                 text = logs.stdout + logs.stderr
                 if 'lab-init: READY' in text:
@@ -508,6 +589,44 @@ class Lab(object):
         except (OSError, ValueError):
             pass
 
+    def add_host(self, name, variant=None):
+        """One more host ``name`` (e.g. ``sd1``) in the running lab, address .21 and up;
+        ``variant='systemd'``: systemd as PID 1 (its image built and imported once). Returns it."""
+        key, _took = build()
+        tag = image_tag(key)
+        if variant == 'systemd':
+            self.timings['build_systemd'] = build_systemd(key)
+            tag = systemd_tag(key)
+            if self.docker('image', 'inspect', tag, check=False, quiet=True).returncode != 0:
+                self.docker('import', '-c', 'ENV container=docker', systemd_tar(key), tag)
+        hosts = self.hosts
+        if any(h['name'] == name for h in hosts):
+            raise RuntimeError('lab host %s exists' % name)
+        used = set(h['ip'] for h in hosts)
+        ip = next('172.31.%d.%d' % (_NET, i) for i in range(21, 120) if '172.31.%d.%d' % (_NET, i) not in used)
+        host = {'name': name, 'container': CONTAINER_PREFIX + name, 'ip': ip, 'image': tag}
+        if variant:
+            host['variant'] = variant
+        self._run_host(host)
+        self._save_hosts(hosts + [host])
+        self._wait_ready([host])
+        self._record_devs()
+        try:
+            with open(os.path.join(self.state, 'forward.json')) as handle:
+                self._host_forwarder(name, json.load(handle))
+        except (OSError, ValueError):
+            pass
+        return host
+
+    def remove_host(self, name):
+        """Remove host ``name`` (its loop devices released first)."""
+        hosts = self.hosts
+        (host,) = [h for h in hosts if h['name'] == name]
+        self.exec(name, ['/opt/pvlab/lab-loop-cleanup'], check=False)
+        self.docker('rm', '-f', '-v', host['container'], check=False)
+        self._sweep_loops([host])
+        self._save_hosts([h for h in hosts if h['name'] != name])
+
     def own_loops(self, name):
         """{'/dev/loopN': backing file} of the loop devices whose backing file lives in host ``name``."""
         out = self.exec(name, ['/opt/pvlab/lab-loop-cleanup', '--list']).stdout
@@ -533,14 +652,14 @@ class Lab(object):
     # -- the machine's local services, for the hosts (e.g. the test cloud on 127.0.0.1)
     def expose_machine_ports(self, ports):
         """Make the machine's ``127.0.0.1:<port>`` reachable as ``127.0.0.1:<port>`` inside every
-        lab host (two relays of host/tcp-forward: in each host to the machine's lab address, and
+        lab host (two relays of host/tcp_forward.py: in each host to the machine's lab address, and
         on the machine from that address to its 127.0.0.1). Only these ports, only from the lab
         network; the machine-side relay is stopped by pid at ``down``. Hosts made later by
         ``reset_host`` get theirs too."""
         ports = sorted(set(int(p) for p in ports))
         self._stop_forwarder()
         pidfile = os.path.join(self.state, 'forward.pid')
-        subprocess.Popen(['setsid', '-f', sys.executable or 'python3', os.path.join(HOST_SCRIPTS, 'tcp-forward'),
+        subprocess.Popen(['setsid', '-f', sys.executable or 'python3', os.path.join(HOST_SCRIPTS, 'tcp_forward.py'),
                           MACHINE_IP, '127.0.0.1', ','.join(map(str, ports)), '--pidfile', pidfile],
                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                          stderr=open(os.path.join(self.state, 'forward.log'), 'w')).wait()
@@ -548,28 +667,28 @@ class Lab(object):
         while time.monotonic() < deadline and not self._forwarder_pid():
             time.sleep(0.05)
         if not self._forwarder_pid():
-            raise RuntimeError('tcp-forward on the machine did not start:\n' + self._tail('forward.log'))
+            raise RuntimeError('tcp_forward.py on the machine did not start:\n' + self._tail('forward.log'))
         with open(os.path.join(self.state, 'forward.json'), 'w') as handle:
             json.dump(ports, handle)
         for host in self.hosts:
             self._host_forwarder(host['name'], ports)
 
     def _host_forwarder(self, name, ports):
-        self.docker('exec', '-d', CONTAINER_PREFIX + name, '/opt/pvlab/tcp-forward', '127.0.0.1', MACHINE_IP,
+        self.docker('exec', '-d', CONTAINER_PREFIX + name, 'python3', '/opt/pvlab/tcp_forward.py', '127.0.0.1', MACHINE_IP,
                     ','.join(map(str, ports)), '--pidfile', '/run/tcp-forward.pid')
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.exec(name, ['test', '-s', '/run/tcp-forward.pid'], check=False).returncode == 0:
                 return
             time.sleep(0.05)
-        raise RuntimeError('tcp-forward in %s did not start' % name)
+        raise RuntimeError('tcp_forward.py in %s did not start' % name)
 
     def _forwarder_pid(self):
         try:
             with open(os.path.join(self.state, 'forward.pid')) as handle:
                 pid = int(handle.read().strip())
             with open('/proc/%d/cmdline' % pid, 'rb') as handle:
-                return pid if b'tcp-forward' in handle.read() else None
+                return pid if b'tcp_forward.py' in handle.read() else None
         except (OSError, ValueError):
             return None
 

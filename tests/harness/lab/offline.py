@@ -84,4 +84,3 @@ def provision(lab, host, folder, install_debs=True):
 def pip_args(dest=DEST):
     """``pv_plugin_pip_extra_args`` for a provisioned host."""
     return '--no-index --find-links %s/wheels' % dest
-

@@ -27,7 +27,6 @@ SITE_YML = os.path.join(helpers.REPO_ROOT, 'playbooks', 'site.yml')
 PV_ROOT = '/var/lib/persistent-volumes'
 
 
-
 def pytest_collection_modifyitems(config, items):
     here = os.path.dirname(os.path.abspath(__file__)) + os.sep
     for item in items:

@@ -9,12 +9,13 @@ emulation; the machine's cloud endpoints are relayed into the hosts (``Lab.expos
 each host gets what its admin would give an air-gapped host (python3-venv and the wheels of
 openstacksdk, tests/harness/lab/offline.py); then ONE playbook applies the ``volume_plugin``
 role to every host over SSH (become), pidfile service mode (no systemd in the lab image):
-``pv-cinder`` (cinder, each host its own server) and ``pv-loop``. The role makes dockerd
+``pv-cinder`` (cinder, each host its own server) on every host and ``pv-loop`` on host1. The role makes dockerd
 activate both plugins, and only then the hosts form the Swarm (host1 manager). At the end:
 services and volumes removed (Cinder volumes of the test deleted through the SDK if any
 remain), the Swarm left, and every host replaced by a fresh one from the image.
 
-Every test here is marked ``fleet``, ``plugin``, ``cinder`` and ``swarm``.
+Every test here is marked ``fleet``, ``plugin`` and ``swarm`` (and ``cinder`` by its module when
+it needs the test cloud).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -46,7 +47,7 @@ def pytest_collection_modifyitems(config, items):
     here = os.path.dirname(os.path.abspath(__file__)) + os.sep
     for item in items:
         if str(item.fspath).startswith(here):
-            for mark in ('fleet', 'plugin', 'cinder', 'swarm'):
+            for mark in ('fleet', 'plugin', 'swarm'):
                 item.add_marker(getattr(pytest.mark, mark))
 
 
@@ -60,9 +61,10 @@ def cloud_ports(connection, clouds_yaml_auth_url):
     return sorted(ports)
 
 
-def plugin_playbook(clouds_yaml, pip_args):
-    """The ONE playbook: the volume_plugin role on every host, cinder then loop (two plays: one
-    role instance per play, so each play's handler restarts its own daemon)."""
+def plugin_playbook(clouds_yaml, pip_args, loop_host):
+    """The ONE playbook: the volume_plugin role with the cinder backend on every host, then with
+    the loop backend on ``loop_host`` (a loop volume cannot follow a task: its services are pinned
+    to that host). Two plays: one role instance per play, so each handler restarts its own daemon."""
     common = {'pv_plugin_install_dependencies': False, 'pv_plugin_pip_extra_args': pip_args,
               'pv_plugin_service_manager': 'pidfile'}
     cinder = dict(common, pv_plugin_backend='cinder', pv_plugin_driver=CINDER_DRIVER,
@@ -82,7 +84,7 @@ def plugin_playbook(clouds_yaml, pip_args):
                         'ansible.builtin.copy': {'src': clouds_yaml, 'dest': HOST_CLOUDS_YAML, 'owner': 'root',
                                                  'group': 'root', 'mode': '0600'}}],
          'roles': [{'role': 'persistent_volumes.docker.volume_plugin', 'vars': cinder}]},
-        {'name': 'Volume plugin pv-loop on every Swarm node', 'hosts': 'docker_hosts', 'become': True,
+        {'name': 'Volume plugin pv-loop on one node', 'hosts': loop_host, 'become': True,
          'gather_facts': False,
          'roles': [{'role': 'persistent_volumes.docker.volume_plugin', 'vars': loop}]},
     ]
@@ -153,10 +155,12 @@ def swarm_plugins(lab, lab_servers, lab_hypervisor, conn, openstack_cloud, tmp_p
             offline.provision(lab, host, folder)
         workdir = str(tmp_path_factory.mktemp('swarm-ansible'))
         runner = helpers.AnsibleRunner(workdir, collections_root, env={
-            'ANSIBLE_PYTHON_INTERPRETER': '/usr/bin/python3', 'ANSIBLE_REMOTE_TEMP': '~/.ansible/tmp'})
+            'ANSIBLE_PYTHON_INTERPRETER': '/usr/bin/python3', 'ANSIBLE_REMOTE_TEMP': '~/.ansible/tmp',
+            'ANSIBLE_PIPELINING': 'True'})
         sp.runner = runner
         sp.inventory = lab.inventory(os.path.join(workdir, 'inventory.yml'))
-        sp.playbook = plugin_playbook(openstack_cloud['clouds_yaml'], offline.pip_args())
+        sp.loop_host = sp.hosts[0]
+        sp.playbook = plugin_playbook(openstack_cloud['clouds_yaml'], offline.pip_args(), sp.loop_host)
         t0 = time.monotonic()
         sp.role_result = runner.run(sp.playbook, inventory=sp.inventory, args=['--forks', '3'])
         sp.role_seconds = time.monotonic() - t0

@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 # Copyright: persistent_volumes.docker contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""tcp-forward LISTEN_IP TARGET_IP PORT[,PORT...] [--pidfile FILE]
+"""python3 tcp_forward.py LISTEN_IP TARGET_IP PORT[,PORT...] [--pidfile FILE]
 
 Plain TCP relay: every PORT on LISTEN_IP to the same PORT on TARGET_IP (one thread per
 connection). The lab uses it twice to let a lab host reach the test cloud, whose endpoints
