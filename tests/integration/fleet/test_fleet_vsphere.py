@@ -1,0 +1,296 @@
+# -*- coding: utf-8 -*-
+# Copyright: persistent_volumes.docker contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""playbooks/site.yml, move.yml and failover.yml with backend vsphere on the lab: each lab host is
+a VM of the vSphere simulator (tests/harness/vcsim).
+
+Rule: the vSphere calls run on the controller (``pv_cloud_delegate_to: localhost``, credentials in
+the controller's VMWARE_* environment only; the hosts have no pyvmomi); the emulation
+(tests/harness/vcsim/lab_vsphere.py) shows a disk attached to VM X inside lab host X only, under its
+SCSI by-path link, over the disk's extent file in the simulator's datastore (the SAN); a VM powered
+off (by the emulation or through the API) kills its lab host's container. Every test removes its
+disks (hosts and datastore) afterwards; the VMs are made once per session and destroyed at the end.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import threading
+import time
+
+import pytest
+
+import pv_integration_helpers as helpers  # pylint: disable=import-error
+
+pytest.importorskip('pyVmomi')
+
+from vsphere_fixtures import vcsim  # noqa: F401,E402 pylint: disable=unused-import,import-error,wrong-import-position
+import pv_vsphere_support as support  # noqa: E402 pylint: disable=import-error,wrong-import-position
+# from tests/harness/vcsim (on the import path: tests/pytest.ini)
+import lab_vsphere as _lv_mod  # noqa: E402 pylint: disable=import-error,wrong-import-position
+
+pytestmark = [pytest.mark.vsphere, pytest.mark.timeout(900)]
+
+SITE_YML = os.path.join(helpers.REPO_ROOT, 'playbooks', 'site.yml')
+MOVE_YML = os.path.join(helpers.REPO_ROOT, 'playbooks', 'move.yml')
+FAILOVER_YML = os.path.join(helpers.REPO_ROOT, 'playbooks', 'failover.yml')
+DS = support.DATASTORE
+MNT = '/var/lib/persistent-volumes/mounts/'
+
+
+def vmdk(name):
+    return '[%s] %s/%s.vmdk' % (DS, support.FOLDER, name)
+
+
+@pytest.fixture(scope='session')
+def vclient(vcsim):  # noqa: F811
+    from ansible_collections.persistent_volumes.docker.plugins.module_utils.vmware import client as vc
+    client = vc.VSphere(dict((k, vcsim[k]) for k in ('hostname', 'port', 'username', 'password',
+                                                     'validate_certs'))).connect()
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope='session')
+def lab_vms(lab, vclient):
+    """One powered-on VM (one PVSCSI controller) per lab host, named after its container."""
+    from pyVmomi import vim
+    vms = {}
+    try:
+        for host in lab.hosts:
+            for old, props in vclient.all_props(vim.VirtualMachine, ['name']):
+                if props['name'] == host['container']:           # a killed run's leftover
+                    support.destroy_vm(vclient, old)
+            vms[host['name']] = support.create_vm(vclient, host['container'])
+        yield vms
+    finally:
+        for vm in vms.values():
+            support.destroy_vm(vclient, vm)
+
+
+@pytest.fixture(scope='session')
+def lab_vsphere(lab, lab_vms, vcsim):  # noqa: F811
+    lv = _lv_mod.LabVSphere(lab, {'host': vcsim['hostname'], 'port': vcsim['port'], 'user': vcsim['username'],
+                                  'pwd': vcsim['password']},
+                            dict((h, vm._moId) for h, vm in lab_vms.items())).start()
+    yield lv
+    lv.stop()
+
+
+class VsFleet(object):
+    """The fleet with backend vsphere: per-host volume lists, site/move/failover runs with forks 3."""
+
+    groupvars = {'pv_cloud_delegate_to': 'localhost', 'pv_install_dependencies': False}
+
+    def __init__(self, fleet, client, vms, lv, uid, vcsim):  # noqa: F811
+        self.fleet = fleet
+        self.client = client
+        self.vms = vms
+        self.lv = lv
+        self.uid = uid
+        self.hosts = fleet.names
+        fleet.runner.env.update(vcsim['env'])          # the controller's credentials (VMWARE_*)
+        self.created = {}                   # host -> {name: backend}
+
+    def hostvars(self, volumes, extra=None):
+        out = dict((h, {'pv_vsphere': {'vm_name': self.vms[h].name, 'datastore': DS},
+                        'pv_volumes': volumes.get(h, [])}) for h in self.hosts)
+        for h, hv in (extra or {}).items():
+            out[h].update(hv)
+        return out
+
+    def inventory(self, volumes):
+        return self.fleet.inventory(self.groupvars, self.hostvars(volumes))
+
+    def site(self, volumes, check=False):
+        for host, vols in volumes.items():
+            for v in vols:
+                if v.get('state', 'present') == 'present':
+                    self.created.setdefault(host, {})[v['name']] = v.get('backend', 'loop')
+        return self.fleet.runner.run_playbook(SITE_YML, inventory=self.inventory(volumes), check=check,
+                                              args=['--forks', '3'])
+
+    def move(self, names, src, dst, volumes, force=False, check=False):
+        ev = {'pv_move_volumes': names, 'pv_move_from': src, 'pv_move_to': dst, 'pv_move_force': force}
+        return self.fleet.runner.run_playbook(MOVE_YML, inventory=self.inventory(volumes), check=check,
+                                              extra_vars=ev, args=['--forks', '3'])
+
+    def failover(self, src, dst, volumes, extra=None, check=False):
+        ev = {'pv_failover_from': src, 'pv_failover_to': dst}
+        ev.update(extra or {})
+        return self.fleet.runner.run_playbook(FAILOVER_YML, inventory=self.inventory(volumes), check=check,
+                                              extra_vars=ev, args=['--forks', '3'])
+
+    def disks(self):
+        """{vmdk path: sorted VM names it is attached to} of this test's disks."""
+        from pyVmomi import vim
+        out = {}
+        for _vm, props in self.client.all_props(vim.VirtualMachine, ['name', 'config.hardware.device']):
+            for dev in props.get('config.hardware.device') or []:
+                name = getattr(getattr(dev, 'backing', None), 'fileName', '') or ''
+                if isinstance(dev, vim.vm.device.VirtualDisk) and self.uid in name:
+                    out.setdefault(name, []).append(props['name'])
+        return dict((k, sorted(v)) for k, v in out.items())
+
+    def files(self):
+        dc = self.client.datacenter('DC0')
+        return sorted(self.client.search(self.client.find_datastore(DS, dc), support.FOLDER, [self.uid + '*']))
+
+    def state(self, hosts=None):
+        return (dict((h, self.fleet.snapshot(h)) for h in (hosts or self.hosts)), self.disks(), self.files())
+
+    def cleanup(self):
+        errors = []
+        up = [h for h in self.created if h not in self.lv.down]
+        if up:
+            absent = dict((h, [{'name': n, 'backend': b, 'state': 'absent', 'force': True}
+                               for n, b in self.created[h].items()]) for h in up)
+            self.created = {}
+            res = self.site(absent)
+            if res.rc != 0:
+                errors.append('site.yml state=absent: %s' % res.summary())
+        left = self.disks()
+        for vm in self.vms.values():          # what a failed test left attached
+            from pyVmomi import vim
+            removes = [vim.vm.device.VirtualDeviceSpec(operation='remove', device=d)
+                       for d in vm.config.hardware.device
+                       if isinstance(d, vim.vm.device.VirtualDisk) and self.uid in (d.backing.fileName or '')]
+            if removes:
+                self.client.wait(vm.ReconfigVM_Task(vim.vm.ConfigSpec(deviceChange=removes)), 'detaching')
+        if left:
+            errors.append('left attached after state=absent: %s' % left)
+        if self.files():
+            support.remove_files(self.client, self.uid)
+        return errors
+
+
+@pytest.fixture
+def vs_fleet(fleet, vclient, lab_vms, lab_vsphere, uid, vcsim):  # noqa: F811
+    vf = VsFleet(fleet, vclient, lab_vms, lab_vsphere, uid, vcsim)
+    yield vf
+    errors = vf.cleanup()
+    if errors:
+        pytest.fail('clean-up: ' + '; '.join(errors), pytrace=False)
+
+
+def per_host(res, key):
+    return dict((host, stats.get(key, 0)) for host, stats in res.stats.items() if host != 'localhost')
+
+
+def write(fleet, host, volume, text):
+    fleet.docker(host, ['run', '--rm', '--network', 'none', '-v', volume + ':/data', 'lab/busybox:latest',
+                        'sh', '-c', 'echo %s > /data/who && sync' % text])
+
+
+def read_back(fleet, host, volume):
+    return fleet.docker(host, ['run', '--rm', '--network', 'none', '-v', volume + ':/data',
+                               'lab/busybox:latest', 'cat', '/data/who']).strip()
+
+
+def by_path_links(fleet, host):
+    return sorted(fleet.sh(host, 'ls /dev/disk/by-path 2>/dev/null || true').split())
+
+
+class DiskWatch(object):
+    """Polls which VMs have the given VMDKs attached (own session, every 0.1 s) during a move or a
+    failover: the largest number of VMs any of them was attached to at once, and the sequence seen."""
+
+    def __init__(self, vcsim, paths):  # noqa: F811
+        self.vcsim = vcsim
+        self.paths = list(paths)
+        self.max_vms = 0
+        self.seen = dict((p, []) for p in self.paths)
+        self.polls = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(30)
+
+    def _run(self):
+        from pyVmomi import vim
+        from ansible_collections.persistent_volumes.docker.plugins.module_utils.vmware import client as vc
+        c = vc.VSphere(dict((k, self.vcsim[k]) for k in ('hostname', 'port', 'username', 'password',
+                                                          'validate_certs'))).connect()
+        try:
+            while not self._stop.is_set():
+                now = dict((p, []) for p in self.paths)
+                for _vm, props in c.all_props(vim.VirtualMachine, ['name', 'config.hardware.device']):
+                    for dev in props.get('config.hardware.device') or []:
+                        name = getattr(getattr(dev, 'backing', None), 'fileName', None)
+                        if isinstance(dev, vim.vm.device.VirtualDisk) and name in now:
+                            now[name].append(props['name'])
+                for p, vms in now.items():
+                    vms = tuple(sorted(vms))
+                    self.max_vms = max(self.max_vms, len(vms))
+                    if not self.seen[p] or self.seen[p][-1] != vms:
+                        self.seen[p].append(vms)
+                self.polls += 1
+                self._stop.wait(0.1)
+        finally:
+            c.close()
+
+
+def test_site_yml_vsphere_fleet(vs_fleet, uid):
+    vf, fleet = vs_fleet, vs_fleet.fleet
+    hosts = vf.hosts
+    assert len(hosts) == 3
+    vols = dict((h, [{'name': '%s-%s' % (uid, h), 'backend': 'vsphere', 'size': '64MiB'}]) for h in hosts)
+    # the hosts cannot make vSphere calls at all: no pyvmomi (and no credentials)
+    for host in hosts:
+        assert fleet.lab.exec(host, ['python3', '-c', 'import pyVmomi'], check=False).returncode != 0
+    before = vf.state()
+
+    # --check on a fresh fleet: nothing in vSphere, nothing on the hosts
+    t0 = time.monotonic()
+    vf.site(vols, check=True).assert_ok()
+    t_check = time.monotonic() - t0
+    assert vf.state() == before, 'check mode changed something'
+
+    t0 = time.monotonic()
+    res = vf.site(vols).assert_ok()
+    t_first = time.monotonic() - t0
+    assert all(per_host(res, 'changed')[h] >= 1 for h in hosts), res.summary()
+    for host in hosts:
+        # the vSphere call ran on the controller (the hosts have no pyvmomi: it could not run there),
+        # one per host, for its own VM; the host chain on each host
+        rec = res.result('Create, grow or attach the vSphere disks to this host\'s VM', host)
+        assert [(r['vm']['name'], r['disk']['filename']) for r in rec['results']] == \
+            [(vf.vms[host].name, vmdk('%s-%s' % (uid, host)))], rec
+    assert vf.disks() == dict((vmdk('%s-%s' % (uid, h)), [vf.vms[h].name]) for h in hosts)
+    for host in hosts:
+        name = '%s-%s' % (uid, host)
+        flat = '%s-flat.vmdk' % name
+        vf.lv.wait_published(flat, host)
+        assert vf.lv.where(flat) == [host]         # published inside its own host only
+        assert len(by_path_links(fleet, host)) == 1
+        mp = MNT + name
+        assert fleet.sh(host, 'findmnt -n -o TARGET %s' % mp).strip() == mp
+        assert mp in fleet.sh(host, 'cat /etc/fstab')
+        assert name in fleet.docker(host, ['volume', 'ls', '-q']).split()
+        record = res.result('Manage the persistent volumes in one call', host)['volumes']
+        assert [(v['name'], v['backend_id']) for v in record] == [(name, vmdk(name))], record
+
+    for host in hosts:
+        write(fleet, host, '%s-%s' % (uid, host), 'data-of-' + host)
+    for host in hosts:
+        assert read_back(fleet, host, '%s-%s' % (uid, host)) == 'data-of-' + host
+
+    t0 = time.monotonic()
+    res = vf.site(vols).assert_ok()
+    t_rerun = time.monotonic() - t0
+    assert per_host(res, 'changed') == dict((h, 0) for h in hosts), res.summary()
+
+    converged = vf.state()
+    res = vf.site(vols, check=True).assert_ok()
+    assert per_host(res, 'changed') == dict((h, 0) for h in hosts), res.summary()
+    assert vf.state() == converged
+    assert vf.lv.errors == [], vf.lv.errors
+    print('vsphere fleet: check %.1f s, first run %.1f s, re-run %.1f s' % (t_check, t_first, t_rerun))
