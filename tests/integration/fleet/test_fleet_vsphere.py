@@ -90,9 +90,11 @@ class VsFleet(object):
         self.vms = vms
         self.lv = lv
         self.uid = uid
+        self.vcsim = vcsim
         self.hosts = fleet.names
         fleet.runner.env.update(vcsim['env'])          # the controller's credentials (VMWARE_*)
         self.created = {}                   # host -> {name: backend}
+        self.foreign = []                   # VMDKs the test made without the collection
 
     def hostvars(self, volumes, extra=None):
         out = dict((h, {'pv_vsphere': {'vm_name': self.vms[h].name, 'datastore': DS},
@@ -159,6 +161,7 @@ class VsFleet(object):
                        if isinstance(d, vim.vm.device.VirtualDisk) and self.uid in (d.backing.fileName or '')]
             if removes:
                 self.client.wait(vm.ReconfigVM_Task(vim.vm.ConfigSpec(deviceChange=removes)), 'detaching')
+        left = dict((k, v) for k, v in left.items() if k not in self.foreign)
         if left:
             errors.append('left attached after state=absent: %s' % left)
         if self.files():
@@ -294,3 +297,93 @@ def test_site_yml_vsphere_fleet(vs_fleet, uid):
     assert vf.state() == converged
     assert vf.lv.errors == [], vf.lv.errors
     print('vsphere fleet: check %.1f s, first run %.1f s, re-run %.1f s' % (t_check, t_first, t_rerun))
+
+
+def foreign_disk(vf, name, host):
+    """A VMDK NOT made by this collection (no ownership marker), attached to ``host``'s VM and used
+    there through backend device (as a user could): what a move must refuse."""
+    from ansible_collections.persistent_volumes.docker.plugins.module_utils.vmware import disk as vd
+    dc = vf.client.datacenter('DC0')
+    disks = vd.VmDisks(vf.client, vf.vms[host])
+    slot = disks.plan_slot('pvscsi')
+    disks.reconfigure('creating a foreign disk', disks.add_specs(
+        vmdk(name), slot, size=64 * 1024 * 1024, create=True, datastore=vf.client.find_datastore(DS, dc)))
+    vf.foreign.append(vmdk(name))
+    vf.lv.wait_published(name + '-flat.vmdk', host)
+    vf.created.setdefault(host, {})[name] = 'device'
+    task = {'persistent_volumes.docker.volume': {
+        'name': name, 'backend': 'device', 'size': '64MiB',
+        'backend_options': {'id': vmdk(name), 'scsi': {'controller_type': 'pvscsi', 'bus_rank': 0,
+                                                       'unit_number': slot['unit_number']}}}}
+    play = {'hosts': host, 'gather_facts': False, 'become': True, 'tasks': [task]}
+    vf.fleet.runner.run([play], inventory=vf.fleet.inventory()).assert_changed()
+
+
+def test_move_vsphere_disk_between_hosts(vs_fleet, uid):
+    vf, fleet = vs_fleet, vs_fleet.fleet
+    h1, h2 = vf.hosts[:2]
+    m1, m2, loop1, foreign = uid + '-m1', uid + '-m2', uid + '-l1', uid + '-foreign'
+    vols = {h1: [{'name': m1, 'backend': 'vsphere', 'size': '64MiB'},
+                 {'name': m2, 'backend': 'vsphere', 'size': '64MiB'},
+                 {'name': loop1, 'size': '32MiB'}],
+            # the target already has a volume called m2 (a loop volume of its own)
+            h2: [{'name': m2, 'size': '32MiB'}]}
+    vf.site(vols).assert_ok()
+    write(fleet, h1, m1, 'm1-from-' + h1)
+    write(fleet, h1, m2, 'm2-from-' + h1)
+    foreign_disk(vf, foreign, h1)
+    fleet.docker(h1, ['run', '-d', '--name', uid + '-app', '--network', 'none', '-v', m1 + ':/data',
+                      'lab/busybox:latest', 'sleep', '3600'])
+
+    # bad input: each a clear error, nothing changed anywhere
+    before = vf.state()
+    bad = [
+        (([m1], h1, h1), 'are the same host (%s)' % h1),
+        (([m1], h1, 'nohost'), "pv_move_to: unknown host 'nohost'"),
+        (([loop1], h1, h2), 'a loop volume is an image file on %s' % h1),
+        (([foreign], h1, h2), 'is not a volume of this collection (no ownership marker)'),
+        (([m2], h1, h2), '%s already has a volume of that name' % h2),
+        (([m1], h1, h2), 'in use by container(s) %s-app' % uid),       # refused without force
+    ]
+    for (names, src, dst), message in bad:
+        res = vf.move(names, src, dst, vols).assert_failed()
+        assert message in res.stdout + res.stderr, (names, src, dst, res.summary())
+        assert vf.state() == before, (names, src, dst)
+
+    # --check: reports both sides, changes nothing
+    res = vf.move([m1], h1, h2, vols, force=True, check=True).assert_ok()
+    assert vf.state() == before
+    assert res.stats[h2]['changed'] == 1 and res.stats[h1]['changed'] >= 1, res.summary()
+
+    # the move, with force (the container on A is removed); attachments polled all along
+    t0 = time.monotonic()
+    with DiskWatch(vf.vcsim, [vmdk(m1)]) as watch:
+        res = vf.move([m1], h1, h2, vols, force=True).assert_ok()
+    t_move = time.monotonic() - t0
+    assert watch.polls > 10 and watch.max_vms == 1, watch.seen
+    assert watch.seen[vmdk(m1)] == [(vf.vms[h1].name,), (), (vf.vms[h2].name,)], watch.seen
+    vf.created[h1].pop(m1)
+    vf.created[h2][m1] = 'vsphere'
+    mp = MNT + m1
+    # A is empty: no container, Docker volume, mount, fstab line or device
+    assert uid + '-app' not in fleet.docker(h1, ['ps', '-a', '--format', '{{.Names}}'])
+    assert m1 not in fleet.docker(h1, ['volume', 'ls', '-q']).split()
+    assert fleet.sh(h1, 'findmnt -n %s || true' % mp).strip() == ''
+    assert mp not in fleet.sh(h1, 'cat /etc/fstab')
+    assert vf.lv.where(m1 + '-flat.vmdk') == [h2]
+    # B has it, data intact
+    assert fleet.sh(h2, 'findmnt -n -o TARGET %s' % mp).strip() == mp
+    assert mp in fleet.sh(h2, 'cat /etc/fstab')
+    assert read_back(fleet, h2, m1) == 'm1-from-' + h1
+    # the other volumes of A are untouched
+    assert read_back(fleet, h1, m2) == 'm2-from-' + h1
+
+    # re-run: nothing to do anywhere
+    after = vf.state()
+    res = vf.move([m1], h1, h2, vols, force=True).assert_ok()
+    assert all(s.get('changed', 0) == 0 for s in res.stats.values()), res.summary()
+    assert vf.state() == after
+    assert vf.lv.errors == [], vf.lv.errors
+    print('move of 1 vsphere disk: %.1f s' % t_move)
+    # clean-up: A's detached record (host side only), then the rest as usual
+    vf.site({h1: [{'name': m1, 'backend': 'device', 'state': 'absent'}]}).assert_ok()
