@@ -95,6 +95,7 @@ class VsFleet(object):
         fleet.runner.env.update(vcsim['env'])          # the controller's credentials (VMWARE_*)
         self.created = {}                   # host -> {name: backend}
         self.foreign = []                   # VMDKs the test made without the collection
+        self.abandoned = []                 # VMDKs left on a dead host's VM (its host was replaced)
 
     def hostvars(self, volumes, extra=None):
         out = dict((h, {'pv_vsphere': {'vm_name': self.vms[h].name, 'datastore': DS},
@@ -161,7 +162,7 @@ class VsFleet(object):
                        if isinstance(d, vim.vm.device.VirtualDisk) and self.uid in (d.backing.fileName or '')]
             if removes:
                 self.client.wait(vm.ReconfigVM_Task(vim.vm.ConfigSpec(deviceChange=removes)), 'detaching')
-        left = dict((k, v) for k, v in left.items() if k not in self.foreign)
+        left = dict((k, v) for k, v in left.items() if k not in self.foreign + self.abandoned)
         if left:
             errors.append('left attached after state=absent: %s' % left)
         if self.files():
@@ -387,3 +388,133 @@ def test_move_vsphere_disk_between_hosts(vs_fleet, uid):
     print('move of 1 vsphere disk: %.1f s' % t_move)
     # clean-up: A's detached record (host side only), then the rest as usual
     vf.site({h1: [{'name': m1, 'backend': 'device', 'state': 'absent'}]}).assert_ok()
+
+
+def container_running(lab, host):
+    container = [h for h in lab.hosts if h['name'] == host][0]['container']
+    out = lab.docker('inspect', '-f', '{{.State.Running}}', container, check=False)
+    return out.stdout.strip() == 'true'
+
+
+def test_failover_vsphere(vs_fleet, uid):
+    """Host A dies (container killed, VM poweredOff): failover.yml takes its 5 disks over on B, fenced;
+    refused while A's VM is poweredOn. Then host C, still up, is fenced by failover.yml itself
+    (pv_failover_fence_stop: its VM powered off through the API, which kills its guest). Timed next to
+    the floor (bare pyvmomi detach+attach of the same disks)."""
+    from ansible_collections.persistent_volumes.docker.plugins.module_utils.vmware import disk as vd
+    vf, fleet = vs_fleet, vs_fleet.fleet
+    h1, h2, h3 = vf.hosts[:3]
+    names = ['%s-f%d' % (uid, i) for i in range(5)]
+    fx, fl, s1 = uid + '-fx', uid + '-fl', uid + '-s1'
+    vols = {h1: [{'name': n, 'backend': 'vsphere', 'size': '64MiB'} for n in names + [fx]]
+            + [{'name': fl, 'size': '32MiB'}],
+            h2: [{'name': fx, 'size': '32MiB'}],        # B already has a volume called fx
+            h3: [{'name': s1, 'backend': 'vsphere', 'size': '64MiB'}]}
+    vf.site(vols).assert_ok()
+    for n in names:
+        write(fleet, h1, n, 'fsynced-on-A-' + n)      # written and fsync'ed on A
+    write(fleet, h3, s1, 'fsynced-on-C')
+    foreign_disk(vf, uid + '-foreign', h1)
+    foreign = {'name': uid + '-foreign', 'backend': 'vsphere'}
+
+    # A is up (poweredOn): refused, nothing changed; bad input refused the same way
+    before = vf.state([h2, h3])
+    bad = [
+        ({}, ['is poweredOn, not poweredOff', 'fence_stop']),
+        ({'pv_failover_volumes': [fl]}, ['is a loop volume', 'host-local']),
+        ({'pv_failover_to': h1}, ['are the same host']),
+        ({'pv_failover_to': 'nohost'}, ["pv_failover_to: unknown host 'nohost'"]),
+    ]
+    for extra, messages in bad:
+        res = vf.failover(h1, h2, vols, extra).assert_failed()
+        for message in messages:
+            assert message in res.stdout, (extra, message, res.summary())
+        assert vf.state([h2, h3]) == before, extra
+
+    vf.abandoned += [vmdk(fx), vmdk(uid + '-foreign')]
+    try:
+        vf.lv.guest_died(h1)
+        assert not container_running(fleet.lab, h1)
+        # a disk that is not ours is refused even from a poweredOff VM
+        res = vf.failover(h1, h2, dict(vols, **{h1: vols[h1] + [foreign]}),
+                          {'pv_failover_volumes': [foreign['name']]}).assert_failed()
+        assert 'is not a volume of this collection (no ownership marker)' in res.stdout, res.summary()
+        assert vf.state([h2, h3]) == before
+        # the target already has a volume of that name (A down: fencing would allow the takeover)
+        res = vf.failover(h1, h2, vols, {'pv_failover_volumes': [fx]}).assert_failed()
+        assert '%s already has another volume named %s' % (h2, fx) in res.stdout, res.summary()
+        assert vf.state([h2, h3]) == before
+
+        t0 = time.monotonic()
+        with DiskWatch(vf.vcsim, [vmdk(n) for n in names]) as watch:
+            res = vf.failover(h1, h2, vols, {'pv_failover_volumes': names}).assert_ok()
+        t_failover = time.monotonic() - t0
+        # never on two VMs (the detached moment between two polls may be too short to see)
+        assert watch.polls > 10 and watch.max_vms == 1, watch.seen
+        for n in names:
+            seen = [vms for vms in watch.seen[vmdk(n)] if vms]
+            assert seen == [(vf.vms[h1].name,), (vf.vms[h2].name,)], watch.seen
+            assert read_back(fleet, h2, n) == 'fsynced-on-A-' + n
+            vf.created[h1].pop(n)
+            vf.created.setdefault(h2, {})[n] = 'vsphere'
+        fsck = res.result('Filesystem check before mounting (read-only unless pv_failover_fsck_repair)', h2)
+        verdicts = [line for line in fsck['stdout_lines'] if line.startswith(('CLEAN ', 'ERRORS '))]
+        assert fsck['rc'] == 0 and sorted(verdicts) == sorted('CLEAN ' + n for n in names), fsck
+        assert 'e2fsck -f -n' in fsck['cmd']
+
+        # re-run: nothing to do anywhere
+        after = vf.state([h2, h3])
+        res = vf.failover(h1, h2, vols, {'pv_failover_volumes': names}).assert_ok()
+        assert all(s.get('changed', 0) == 0 for s in res.stats.values()), res.summary()
+        assert vf.state([h2, h3]) == after
+
+        # C is up: refused without pv_failover_fence_stop; with it, C's VM is powered off through the
+        # API (the emulation then kills C's guest), and only then the disk is detached from it
+        c_vols = {h3: vols[h3]}
+        res = vf.failover(h3, h2, c_vols).assert_failed()
+        assert 'fence_stop' in res.stdout and container_running(fleet.lab, h3), res.summary()
+        t0 = time.monotonic()
+        with DiskWatch(vf.vcsim, [vmdk(s1)]) as watch:
+            res = vf.failover(h3, h2, c_vols, {'pv_failover_fence_stop': True}).assert_ok()
+        t_fence = time.monotonic() - t0
+        assert watch.max_vms == 1 and watch.seen[vmdk(s1)][-1] == (vf.vms[h2].name,), watch.seen
+        vf.created[h3].pop(s1)
+        vf.created[h2][s1] = 'vsphere'
+        assert vf.lv.power_state(h3) == 'poweredOff' and not container_running(fleet.lab, h3)
+        killed = [t for t, ev, _f, h in vf.lv.events if ev == 'killed' and h == h3]
+        left_c = [t for t, ev, f, h in vf.lv.events if ev == 'unpublish' and h == h3 and f == s1 + '-flat.vmdk']
+        assert killed and left_c and killed[0] <= left_c[0], vf.lv.events   # C was dead before the detach
+        assert read_back(fleet, h2, s1) == 'fsynced-on-C'
+
+        # the floor: bare pyvmomi detach + attach of the same 5 disks (B -> C -> B), unmounted first
+        vf.site({h2: [{'name': n, 'backend': 'vsphere', 'state': 'detached'} for n in names]}).assert_ok()
+        vf.lv.guest_replaced(h3)
+        dc = vf.client.datacenter('DC0')
+        ds = vf.client.find_datastore(DS, dc)
+
+        def attach_all(host):
+            for n in names:
+                d = vd.VmDisks(vf.client, vf.vms[host])
+                d.reconfigure('attach', d.add_specs(vmdk(n), d.plan_slot('pvscsi'), disk_mode='independent_persistent'))
+
+        def detach_all(host):
+            for n in names:
+                d = vd.VmDisks(vf.client, vf.vms[host])
+                d.reconfigure('detach', [d.remove_spec(d.find(vmdk(n)))])
+        del ds
+        attach_all(h3)
+        t0 = time.monotonic()
+        detach_all(h3)
+        attach_all(h2)
+        t_floor = time.monotonic() - t0
+        for n in names:
+            vf.lv.wait_published(n + '-flat.vmdk', h2)
+        print('failover of 5 vsphere disks: %.1f s; floor (pyvmomi detach+attach): %.2f s; ratio %.0f; '
+              'fence_stop failover of 1 disk: %.1f s' % (t_failover, t_floor, t_failover / t_floor, t_fence))
+    finally:
+        for host in (h1, h3):                # A and C are replaced by fresh hosts: nothing of them to clean
+            vf.abandoned += [vmdk(n) for n, b in vf.created.pop(host, {}).items() if b == 'vsphere']
+        vf.lv.guest_replaced(h1)
+        if h3 in vf.lv.down:
+            vf.lv.guest_replaced(h3)
+    assert vf.lv.errors == [], vf.lv.errors
