@@ -115,8 +115,8 @@ options:
     default: false
   force_detach:
     description:
-      - With O(state=present), take over a disk that is attached to ANOTHER VM: it is detached there (the file
-        is kept), then attached to this one. Without it such a disk is refused.
+      - With O(state=present), take over a disk that is attached to ANOTHER VM (it is detached there, the file
+        is kept, then attached to this one). Without it such a disk is refused.
       - Only done when that VM is C(poweredOff), unless O(fencing=false) (or O(fence_stop=true)).
       - The disk is never attached to two VMs at once.
     type: bool

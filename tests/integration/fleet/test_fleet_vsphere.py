@@ -187,7 +187,9 @@ def world_volumes(uid, hosts):
     """host1: m1, m2 (move), f0..f4 (failover, 5 disks), fl (loop); host2: m2 (a loop volume: the
     name is taken there); host3: s1 (failover with fence_stop)."""
     h1, h2, h3 = hosts[:3]
-    disk = lambda n: {'name': uid + '-' + n, 'backend': 'vsphere', 'size': '64MiB'}  # noqa: E731
+
+    def disk(n):
+        return {'name': uid + '-' + n, 'backend': 'vsphere', 'size': '64MiB'}
     return {h1: [disk('m1'), disk('m2')] + [disk('f%d' % i) for i in range(5)] + [{'name': uid + '-fl', 'size': '32MiB'}],
             h2: [{'name': uid + '-m2', 'size': '32MiB'}],
             h3: [disk('s1')]}
@@ -259,8 +261,8 @@ class DiskWatch(object):
     def _run(self):
         from pyVmomi import vim
         from ansible_collections.persistent_volumes.docker.plugins.module_utils.vmware import client as vc
-        c = vc.VSphere(dict((k, self.vcsim[k]) for k in ('hostname', 'port', 'username', 'password',
-                                                          'validate_certs'))).connect()
+        keys = ('hostname', 'port', 'username', 'password', 'validate_certs')
+        c = vc.VSphere(dict((k, self.vcsim[k]) for k in keys)).connect()
         try:
             while not self._stop.is_set():
                 now = dict((p, []) for p in self.paths)
