@@ -14,8 +14,6 @@ import pytest
 
 pytest.importorskip('pyVmomi')
 
-from pyVmomi import vim  # noqa: E402
-
 from ansible_collections.persistent_volumes.docker.plugins.module_utils.vmware import disk as vd  # noqa: E402
 from ansible_collections.persistent_volumes.docker.plugins.module_utils.backends import device as dev_backend  # noqa: E402
 from ansible_collections.persistent_volumes.docker.plugins.module_utils.backends.base import VolumeRequest  # noqa: E402

@@ -18,7 +18,7 @@ A VM that vSphere reports ``poweredOff`` is a stopped guest: its lab host's cont
 (dockerd, sshd and its mount namespace go with it), whoever powered it off (:meth:`guest_died`,
 or the product's fence_stop through the API); its disks leave it.
 
-    lv = LabVSphere(lab, conn, {'host1': vm_moid, ...}).start()      # polls every 0.2 s
+    lv = LabVSphere(lab, conn, {'host1': vm_moid, ...}).start()      # polls every 0.3 s
     lv.wait_published(vmdk_path, 'host1')
     lv.guest_died('host1'); ...; lv.guest_replaced('host1')          # power-cycle emulation
     lv.stop()
@@ -75,7 +75,7 @@ def sysfs_script():
 
 
 class LabVSphere(object):
-    def __init__(self, lab, conn, vms, folder='persistent-volumes/', interval=0.2):
+    def __init__(self, lab, conn, vms, folder='persistent-volumes/', interval=0.3):
         self.lab = lab
         self.conn = dict(conn, disableSslCertValidation=True)
         self.vms = dict(vms)                    # lab host name -> VM moid
