@@ -207,6 +207,7 @@ class LabVSphere(object):
         if proc.returncode != 0:
             raise RuntimeError('losetup %s: %s' % (flat, proc.stderr.strip()))
         loop = proc.stdout.strip()
+        st = os.stat(flat)
         number = int(loop[len('/dev/loop'):])
         script = ('mkdir -p %(dir)s && { [ -b %(loop)s ] || mknod -m 660 %(loop)s b 7 %(n)d; } && '
                   'ln -sfn ../../loop%(n)d %(link)s.tmp && mv -T %(link)s.tmp %(link)s'
@@ -215,7 +216,8 @@ class LabVSphere(object):
         if out.returncode != 0:
             _losetup('-d', loop)
             raise RuntimeError('publish %s in %s: %s' % (flat, host, (out.stderr or out.stdout).strip()))
-        self.published[(flat, host)] = {'loop': loop, 'link': link, 'size': size}
+        self.published[(flat, host)] = {'loop': loop, 'link': link, 'size': size,
+                                         'ident': (st.st_ino, '%d:%d' % (os.major(st.st_dev), os.minor(st.st_dev)))}
         self.events.append((time.monotonic(), 'publish', os.path.basename(flat), host))
 
     def _unpublish(self, flat, host):
@@ -223,10 +225,11 @@ class LabVSphere(object):
         if host not in self.down:
             self.lab.exec(host, ['sh', '-c', '[ "$(readlink %s)" = "../../%s" ] && rm -f %s || true'
                                  % (item['link'], os.path.basename(item['loop']), item['link'])], check=False)
-        # only our own loop device over this extent file (a mounted one is freed at its unmount: autoclear)
-        for line in _losetup('-j', flat).stdout.splitlines():
-            if line.split(':', 1)[0] == item['loop']:
-                _losetup('-d', item['loop'])
+        # only our own loop device, still over this extent file (matched by inode and device: the file
+        # may be gone already, when vSphere destroyed the disk); a mounted one is freed at its unmount
+        out = _losetup('--list', '--noheadings', '-O', 'BACK-INO,BACK-MAJ:MIN', item['loop']).stdout.split()
+        if len(out) == 2 and (int(out[0]), out[1]) == item['ident']:
+            _losetup('-d', item['loop'])
         self.events.append((time.monotonic(), 'unpublish', os.path.basename(flat), host))
 
     def _kill(self, host):
