@@ -216,8 +216,8 @@ class LabVSphere(object):
         if out.returncode != 0:
             _losetup('-d', loop)
             raise RuntimeError('publish %s in %s: %s' % (flat, host, (out.stderr or out.stdout).strip()))
-        self.published[(flat, host)] = {'loop': loop, 'link': link, 'size': size,
-                                         'ident': (st.st_ino, '%d:%d' % (os.major(st.st_dev), os.minor(st.st_dev)))}
+        ident = (st.st_ino, '%d:%d' % (os.major(st.st_dev), os.minor(st.st_dev)))
+        self.published[(flat, host)] = {'loop': loop, 'link': link, 'size': size, 'ident': ident}
         self.events.append((time.monotonic(), 'publish', os.path.basename(flat), host))
 
     def _unpublish(self, flat, host):
