@@ -57,7 +57,9 @@ options:
     description:
       - Storage backend.
       - V(device) provisions nothing; it runs the host-side chain on storage already attached to this host
-        and found by the stable links in O(backend_options) key C(locators) (with C(size) and C(id)), as returned by
+        and found by the stable links in O(backend_options) key C(locators) (with C(size) and C(id); for a vSphere
+        disk also C(scsi), its C(controller_type), C(bus_rank), C(unit_number) and C(pci_slot), resolved to the
+        C(/dev/disk/by-path) link through this host's sysfs), as returned by
         M(persistent_volumes.docker.cinder_attachment) or M(persistent_volumes.docker.vsphere_disk) run where the
         cloud credentials are (see the C(volumes) role's C(pv_cloud_delegate_to)).
     type: str
@@ -304,6 +306,20 @@ options:
         description: Set C(disk.EnableUUID=TRUE) on the VM (stable disk ids in the guest).
         type: bool
         default: true
+      force_detach:
+        description: Take over a disk attached to another VM (only when that VM is poweredOff, unless O(vsphere.fencing=false)).
+        type: bool
+        default: false
+      fencing:
+        description: Require the other VM to be poweredOff before a force detach.
+        type: bool
+        default: true
+      fence_stop:
+        description:
+          - With O(vsphere.force_detach) and O(vsphere.fencing), power a poweredOn other VM off through the vSphere API
+            first, wait until it is poweredOff, then force-detach (without it such a VM is refused).
+        type: bool
+        default: false
 notes:
   - The loop backend keeps sparse images in C(<root>/images) and writes fstab entries with the image path and the
     C(loop) option, so the volume comes back on boot; other backends mount by C(UUID=).

@@ -113,6 +113,27 @@ options:
         ownership marker, and for a disk attached to another VM.
     type: bool
     default: false
+  force_detach:
+    description:
+      - With O(state=present), take over a disk that is attached to ANOTHER VM (it is detached there, the file
+        is kept, then attached to this one). Without it such a disk is refused.
+      - Only done when that VM is C(poweredOff), unless O(fencing=false) (or O(fence_stop=true)).
+      - The disk is never attached to two VMs at once.
+    type: bool
+    default: false
+  fencing:
+    description:
+      - With O(force_detach), refuse unless the other VM is C(poweredOff) (a running VM may still write to the
+        disk). Nothing is changed when refused. Disable only if you know the other VM no longer writes.
+    type: bool
+    default: true
+  fence_stop:
+    description:
+      - With O(force_detach) and O(fencing), when the other VM is still C(poweredOn), power it off through the
+        vSphere API first (C(PowerOffVM_Task), a hard power-off), wait until it is C(poweredOff), then force-detach.
+      - Without it a C(poweredOn) VM is refused.
+    type: bool
+    default: false
   enable_uuid:
     description:
       - With O(state=present), make sure C(disk.EnableUUID=TRUE) is set on the VM (set once; never duplicated).
@@ -160,6 +181,14 @@ EXAMPLES = r'''
     vm_name: docker-02
     filename: "[ssd-01] persistent-volumes/pgdata.vmdk"
     controller_number: 1
+  delegate_to: localhost
+
+- name: Fenced takeover - attach it here although docker-01 still has it; docker-01 is powered off first
+  persistent_volumes.docker.vsphere_disk:
+    vm_name: docker-02
+    filename: "[ssd-01] persistent-volumes/pgdata.vmdk"
+    force_detach: true
+    fence_stop: true
   delegate_to: localhost
 
 - name: Delete the disk and its data
@@ -213,6 +242,13 @@ disk:
       description: Unit number on the controller.
       type: int
       sample: 1
+    bus_rank:
+      description:
+        - Rank of the disk's controller bus among the VM's controllers of its type (0 = the lowest bus); with
+          RV(disk.controller_type) and RV(disk.unit_number) it gives the disk's SCSI address in the guest (the
+          O(persistent_volumes.docker.volume#module:backend_options) key C(scsi) of backend V(device)).
+      type: int
+      sample: 0
     locators:
       description: Guest device links derived from the disk uuid (empty without a uuid).
       type: list
@@ -261,6 +297,7 @@ class VSphereDiskModule(PVModule):
     )
     argument_spec.update(vspec.vm_spec())
     argument_spec.update(vspec.placement_spec())
+    argument_spec.update(vspec.takeover_spec())
     module_kwargs = dict(
         required_one_of=[('vm_name', 'vm_uuid', 'vm_moid'), ('disk_name', 'filename')],
         mutually_exclusive=[('vm_name', 'vm_uuid', 'vm_moid'), ('disk_name', 'filename')],
@@ -285,7 +322,10 @@ class VSphereDiskModule(PVModule):
             'disk_mode': p['disk_mode'], 'controller_type': p['controller_type'],
             'controller_bus': p['controller_number'], 'unit_number': p['unit_number'],
             'destroy': p['destroy'], 'enable_uuid': p['enable_uuid'],
+            'force_detach': p['force_detach'], 'fencing': p['fencing'], 'fence_stop': p['fence_stop'],
         }
+        if p['fence_stop'] and not (p['force_detach'] and p['fencing']):
+            raise PVError('fence_stop: true needs force_detach: true and fencing: true')
         with self.session(vc.VSphere(p).connect()) as client:
             vm = client.find_vm(name=p['vm_name'], uuid=p['vm_uuid'], moid=p['vm_moid'],
                                 datacenter=p['datacenter'], folder=p['vm_folder'],

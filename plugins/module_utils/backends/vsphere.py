@@ -20,6 +20,10 @@ daemon's config):
     ``controller_type`` may also be given per volume (``backend_options``).
 ``enable_uuid`` (true)
     Set ``disk.EnableUUID=TRUE`` on the VM so the guest shows disk WWNs.
+``force_detach`` (false), ``fencing`` (true), ``fence_stop`` (false)
+    Take over a disk attached to ANOTHER VM: only when that VM is poweredOff (fencing), or,
+    with ``fence_stop``, after powering it off through the API; refused otherwise, before
+    anything changes (see :func:`vmware_disk.takeover_plan`).
 ``guest_sys_root`` / ``guest_dev_root``
     Where the guest's sysfs and ``/dev`` are (``/sys``, ``/dev``); for the test harness only,
     which sets them through ``PV_VSPHERE_GUEST_SYS_ROOT`` / ``PV_VSPHERE_GUEST_DEV_ROOT``
@@ -75,6 +79,11 @@ class VSphereBackend(Backend):
                 raise PVError('vsphere %s must be one of %s' % (key, ', '.join(choices)))
         self.volume_folder = p.get('volume_folder', vd.DEFAULT_FOLDER) or ''
         self.enable_uuid = p.get('enable_uuid', True) is not False
+        self.takeover = {'force_detach': bool(p.get('force_detach')),
+                         'fencing': p.get('fencing', True) is not False,
+                         'fence_stop': bool(p.get('fence_stop'))}
+        if self.takeover['fence_stop'] and not (self.takeover['force_detach'] and self.takeover['fencing']):
+            raise PVError('vsphere fence_stop: true needs force_detach: true and fencing: true')
         vc.connection_params(p)          # fail early on missing auth
         self._client = None
         self._vm = None
@@ -264,9 +273,11 @@ class VSphereBackend(Backend):
     # -- writes ------------------------------------------------------------------
     def _want(self, name, path, size=None, create=False, opts=None):
         opts = opts or self.defaults
-        return {'state': 'present', 'filename': path, 'create': create, 'name': name, 'size': size,
+        want = {'state': 'present', 'filename': path, 'create': create, 'name': name, 'size': size,
                 'provisioning': opts['provisioning'], 'disk_mode': opts['disk_mode'],
                 'controller_type': opts['controller_type'], 'enable_uuid': self.enable_uuid}
+        want.update(self.takeover)
+        return want
 
     def _apply(self, want):
         """Run one disk change on the VM (serialised); return the disk as attached now, or None."""
@@ -315,7 +326,13 @@ class VSphereBackend(Backend):
         if volume.attached_to and volume.attached_to != self.vm._moId:
             if what == 'delete':
                 raise InUse('refusing to delete %s: it is attached to VM %s' % (volume.id, volume.attached_to))
-            raise InUse('%s is attached to VM %s; detach it there first (state: detached on that host)'
+            if self.takeover['force_detach']:
+                # a fenced takeover: refused here (reads only) unless that VM is poweredOff or fence_stop
+                vd.takeover_plan(self.client, volume.id, vd.vms_using(self.client, volume.id, exclude=self.vm),
+                                 self.takeover)
+                return
+            raise InUse('%s is attached to VM %s; detach it there first (state: detached on that host), '
+                        'or set force_detach: true to take it over from a poweredOff VM'
                         % (volume.id, volume.attached_to))
 
     def check(self, volume, action, request=None):

@@ -27,7 +27,7 @@ __metaclass__ = type
 import json
 import time
 
-from ..common import PVError, human_size
+from ..common import AGAIN, InUse, PVError, Refused, TimedOut, human_size, poll
 from . import client as vc
 from .spec import CONTROLLER_TYPES, DEFAULT_FOLDER, DISK_MODES, PROVISIONING  # noqa: F401 pylint: disable=unused-import
 from . import guest
@@ -361,6 +361,78 @@ def vms_using(client, filename, exclude=None):
     return out
 
 
+# -- taking a disk over from another VM (fenced force-detach) ------------------------------
+
+FENCE_TIMEOUT = 300
+
+
+def takeover_plan(client, filename, others, want):
+    """The refusals of a takeover of ``filename`` from the VMs ``others`` (``[(vm, name)]``),
+    made before anything changes (reads only). Returns ``(actions, to_power_off)``.
+
+    ``want`` keys: ``force_detach`` (take it over at all), ``fencing`` (default true: only from a
+    VM that is poweredOff), ``fence_stop`` (with fencing: power a poweredOn VM off through the API
+    first)."""
+    names = ', '.join('%s (%s)' % (n, v._moId) for v, n in others)
+    if not want.get('force_detach'):
+        raise InUse('%s is attached to VM %s; detach it there first, or set force_detach: true to '
+                    'take it over (that VM must be poweredOff)' % (filename, names))
+    states = client.props([v for v, _n in others], vc.vim.VirtualMachine, ['runtime.powerState'])
+    actions, stop = [], []
+    for vm, name in others:
+        state = str(states.get(vm._moId, {}).get('runtime.powerState'))
+        if want.get('fencing', True) is not False and state != 'poweredOff':
+            if not want.get('fence_stop'):
+                raise Refused('%s is attached to VM %s (%s) which is %s, not poweredOff: refusing to '
+                              'force-detach it from a running VM (fencing); power that VM off first, set '
+                              'fence_stop: true to power it off through the vSphere API before the '
+                              'detach, or fencing: false if you are sure it no longer writes; nothing '
+                              'was changed' % (filename, name, vm._moId, state))
+            stop.append((vm, name))
+            actions.append('power off VM %s (%s) (fence_stop)' % (name, vm._moId))
+        actions.append('force-detach %s from VM %s (%s, %s)'
+                       % (filename, name, vm._moId, 'poweredOff' if (vm, name) in stop else state))
+    return actions, stop
+
+
+def power_off(client, vm, name, timeout=FENCE_TIMEOUT):
+    """Power ``vm`` off (fencing) and wait until vSphere reports it poweredOff."""
+    def state():
+        return str(client.props([vm], vc.vim.VirtualMachine, ['runtime.powerState'])
+                   .get(vm._moId, {}).get('runtime.powerState'))
+    if state() != 'poweredOff':
+        try:
+            client.wait(vm.PowerOffVM_Task(), 'powering off VM %s (fence_stop)' % name, timeout=timeout)
+        except vc.TaskError:
+            if state() != 'poweredOff':       # InvalidPowerState: it went off meanwhile
+                raise
+
+    def late():
+        raise TimedOut('VM %s (%s) is still %s %ss after the power-off (fence_stop); nothing was '
+                       'detached' % (name, vm._moId, state(), timeout))
+    poll(lambda: None if state() == 'poweredOff' else AGAIN, timeout, late, interval=0.2, max_interval=1.0)
+
+
+def take_over(client, filename, others, want, stop):
+    """Power off ``stop`` (fence_stop), then detach ``filename`` from each of ``others`` (the file
+    is kept); afterwards no VM but the caller's has it."""
+    timeout = want.get('timeout') or FENCE_TIMEOUT
+    for vm, name in stop:
+        power_off(client, vm, name, timeout)
+    for vm, name in others:
+        theirs = VmDisks(client, vm)
+        if want.get('fencing', True) is not False and theirs.power_state != 'poweredOff':
+            raise Refused('VM %s (%s) is %s again: refusing to force-detach %s from it (fencing)'
+                          % (name, vm._moId, theirs.power_state, filename))
+        disk = theirs.find(filename)
+        if disk is not None:
+            theirs.reconfigure('force-detaching %s' % filename, [theirs.remove_spec(disk)])
+    left = vms_using(client, filename)
+    if left:
+        raise PVError('%s is still attached to VM %s after the force-detach; nothing was attached'
+                      % (filename, ', '.join('%s (%s)' % (n, v._moId) for v, n in left)))
+
+
 def datastore_vmdk(client, path, datastore_obj):
     """``{'exists', 'size' (bytes or None)}`` for a VMDK on a datastore, with its marker name."""
     ds, rel = vc.split_ds_path(path)
@@ -429,6 +501,7 @@ def ensure_disk(client, vm, want, check_mode=False, disks=None):
     after_disk = dict(attached) if attached else None
     marker = None
     owned = None
+    takeover = None
 
     def load_marker():
         return read_marker(client, filename, dc)
@@ -465,8 +538,9 @@ def ensure_disk(client, vm, want, check_mode=False, disks=None):
             if file_info['exists']:
                 others = vms_using(client, filename, exclude=vm)
                 if others:
-                    raise PVError('%s is attached to VM %s; detach it there first'
-                                  % (filename, ', '.join('%s (%s)' % (n, v._moId) for v, n in others)))
+                    more, stop = takeover_plan(client, filename, others, want)
+                    actions.extend(more)
+                    takeover = (others, stop)
                 marker = load_marker() if file_info['marker'] else None
                 known = file_info['size'] or (marker or {}).get('size')
                 if size is not None and known and size < known:
@@ -509,6 +583,8 @@ def ensure_disk(client, vm, want, check_mode=False, disks=None):
                                 % (ENABLE_UUID, disks.name))
 
         if actions and not check_mode:
+            if takeover is not None:
+                take_over(client, filename, takeover[0], want, takeover[1])
             if attached is None and not file_info['exists']:
                 folder = filename.rsplit('/', 1)[0] if '/' in filename else None
                 if folder:
@@ -578,6 +654,8 @@ def ensure_disk(client, vm, want, check_mode=False, disks=None):
         disk = dict(after_disk)
         disk['size_human'] = human_size(disk.get('size') or 0)
         disk['locators'] = guest.wwn_locators(disk.get('uuid'))
+        if disk.get('controller_type') and disk.get('controller_bus') is not None:
+            disk['bus_rank'] = disks.bus_rank(disk['controller_type'], disk['controller_bus'])
         if owned is None:
             owned = (marker is not None) or (attached is None and file_info and file_info['marker']) \
                 or bool(read_marker(client, filename, dc))

@@ -68,9 +68,19 @@ def placement_spec():
     )
 
 
+def takeover_spec():
+    """Taking a disk over from another VM (the fencing interface shared with the cinder backend)."""
+    return dict(
+        force_detach=dict(type='bool', default=False),
+        fencing=dict(type='bool', default=True),
+        fence_stop=dict(type='bool', default=False),
+    )
+
+
 def volume_dict_spec(env_fallback=None):
-    """The suboptions of ``volume``'s ``vsphere`` dict: connection, VM, placement."""
+    """The suboptions of ``volume``'s ``vsphere`` dict: connection, VM, placement, takeover."""
     spec = connection_spec(env_fallback)
     spec.update(vm_spec())
     spec.update(placement_spec())
+    spec.update(takeover_spec())
     return spec

@@ -14,7 +14,7 @@ import os
 
 import pytest
 
-from pv_vsphere_support import DATASTORE, FOLDER, datastore_dir  # pylint: disable=import-error
+from pv_vsphere_support import DATASTORE, FOLDER, create_vm, datastore_dir, destroy_vm  # pylint: disable=import-error
 from pv_integration_helpers import mountpoints  # pylint: disable=import-error
 from pv_integration_helpers import run_container as container_output  # pylint: disable=import-error
 
@@ -168,3 +168,32 @@ def test_absent_on_a_vmdk_without_our_marker_is_refused_alike_in_check_mode_and_
     # cleanup: adopting it back by id lets the collection delete it
     ansible.run([volume_task(name, vsphere, root, state='absent', size=None, adopt_id=path)]).assert_changed()
     assert not os.path.exists(os.path.join(folder, name + '.vmdk'))
+
+
+def test_volume_takes_a_disk_over_from_another_vm_fenced(ansible, vs, vsphere_auth, test_vm, uid, setup, cleanup):
+    """backend vsphere with force_detach: a disk attached to another, poweredOn VM is refused (nothing
+    changed) unless fence_stop, which powers that VM off through the API first; then the disk is
+    detached there and attached, formatted-or-kept and mounted here."""
+    _emu, root, name, vsphere = setup
+    path = '[%s] %s/%s.vmdk' % (DATASTORE, FOLDER, name)
+    other = create_vm(vs, uid + '-other')
+    try:
+        ansible.run([{'persistent_volumes.docker.vsphere_disk': dict(
+            vsphere_auth, vm_name=other.name, disk_name=name, datastore=DATASTORE, size='64MiB')}]).assert_changed()
+        for extra, message in [({}, 'set force_detach: true to take it over'),
+                               ({'force_detach': True}, 'is poweredOn, not poweredOff')]:
+            for check in (True, False):
+                r = ansible.run([volume_task(name, dict(vsphere, **extra), root)], check=check)
+                assert r.failed and message in r.result('volume')['msg'], r.result('volume')
+                assert 'fence_stop' in r.result('volume')['msg'] or not extra
+                assert path in vmdisks(other) and path not in vmdisks(test_vm)
+                assert other.runtime.powerState == 'poweredOn'
+        r = ansible.run([volume_task(name, dict(vsphere, force_detach=True, fence_stop=True), root)])
+        r.assert_changed()
+        assert other.runtime.powerState == 'poweredOff'
+        assert path not in vmdisks(other) and path in vmdisks(test_vm)
+        assert os.path.join(root, 'mounts', name) in mountpoints()
+        ansible.run([volume_task(name, dict(vsphere, force_detach=True, fence_stop=True), root)]).assert_unchanged()
+    finally:
+        ansible.run([volume_task(name, vsphere, root, state='absent', size=None, force=True)])
+        destroy_vm(vs, other)

@@ -1,0 +1,170 @@
+# -*- coding: utf-8 -*-
+# Copyright: persistent_volumes.docker contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Fenced takeover of a vSphere disk attached to another VM (force_detach, fencing, fence_stop),
+and the device backend's ``scsi`` locator: a stub client (no server)."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+
+import pytest
+
+pytest.importorskip('pyVmomi')
+
+from ansible_collections.persistent_volumes.docker.plugins.module_utils.vmware import disk as vd  # noqa: E402
+from ansible_collections.persistent_volumes.docker.plugins.module_utils.backends import device as dev_backend  # noqa: E402
+from ansible_collections.persistent_volumes.docker.plugins.module_utils.backends.base import VolumeRequest  # noqa: E402
+from ansible_collections.persistent_volumes.docker.plugins.module_utils.common import (  # noqa: E402
+    InUse, PVError, Refused, TimedOut)
+
+PATH = '[ds] persistent-volumes/data.vmdk'
+
+
+class FakeVM(object):
+    def __init__(self, moid, state, disks=(PATH,)):
+        self._moId = moid
+        self.state = state
+        self.disks = list(disks)
+        self.power_offs = 0
+
+    def PowerOffVM_Task(self):  # noqa: N802 (pyvmomi's name)
+        self.power_offs += 1
+        self.state = 'poweredOff'
+        return 'task'
+
+
+class FakeClient(object):
+    """props() for runtime.powerState, wait() for tasks, and the disk removal through VmDisks."""
+
+    def __init__(self, vms, stay_on=False):
+        self.vms = dict((vm._moId, vm) for vm in vms)
+        self.stay_on = stay_on
+        self.calls = []
+
+    def props(self, objs, _type, _paths):
+        return dict((o._moId, {'runtime.powerState': self.vms[o._moId].state}) for o in objs)
+
+    def wait(self, task, what, timeout=None):
+        self.calls.append(what)
+
+
+def others(*vms):
+    return [(vm, 'vm-' + vm._moId) for vm in vms]
+
+
+def test_refused_without_force_detach():
+    vm = FakeVM('vm-1', 'poweredOff')
+    with pytest.raises(InUse, match='force_detach: true'):
+        vd.takeover_plan(FakeClient([vm]), PATH, others(vm), {})
+
+
+def test_poweredoff_vm_is_taken_over():
+    vm = FakeVM('vm-1', 'poweredOff')
+    actions, stop = vd.takeover_plan(FakeClient([vm]), PATH, others(vm), {'force_detach': True})
+    assert stop == [] and actions == ['force-detach %s from VM vm-vm-1 (vm-1, poweredOff)' % PATH]
+
+
+def test_poweredon_vm_refused_with_fence_stop_hint():
+    vm = FakeVM('vm-1', 'poweredOn')
+    with pytest.raises(Refused) as err:
+        vd.takeover_plan(FakeClient([vm]), PATH, others(vm), {'force_detach': True, 'fencing': True})
+    msg = str(err.value)
+    assert 'poweredOn, not poweredOff' in msg and 'fence_stop' in msg and 'nothing was changed' in msg
+    assert vm.power_offs == 0
+
+
+def test_fence_stop_plans_a_power_off():
+    vm = FakeVM('vm-1', 'poweredOn')
+    actions, stop = vd.takeover_plan(FakeClient([vm]), PATH, others(vm),
+                                     {'force_detach': True, 'fence_stop': True})
+    assert stop == others(vm)
+    assert actions[0] == 'power off VM vm-vm-1 (vm-1) (fence_stop)'
+    assert vm.power_offs == 0            # planning only reads
+
+
+def test_fencing_false_takes_over_from_a_running_vm():
+    vm = FakeVM('vm-1', 'poweredOn')
+    actions, stop = vd.takeover_plan(FakeClient([vm]), PATH, others(vm), {'force_detach': True, 'fencing': False})
+    assert stop == [] and 'poweredOn' in actions[0]
+
+
+def test_power_off_waits_until_poweredoff():
+    vm = FakeVM('vm-1', 'poweredOn')
+    client = FakeClient([vm])
+    vd.power_off(client, vm, 'vm-vm-1', timeout=5)
+    assert vm.power_offs == 1 and vm.state == 'poweredOff' and client.calls == ['powering off VM vm-vm-1 (fence_stop)']
+    vd.power_off(client, vm, 'vm-vm-1', timeout=5)        # already off: no second power-off
+    assert vm.power_offs == 1
+
+
+def test_power_off_times_out_clearly():
+    vm = FakeVM('vm-1', 'poweredOn')
+    vm.PowerOffVM_Task = lambda: 'task'                       # the VM never goes down
+    with pytest.raises(TimedOut, match='still poweredOn .* nothing was detached'):
+        vd.power_off(FakeClient([vm]), vm, 'vm-vm-1', timeout=0.3)
+
+
+def test_take_over_powers_off_then_detaches(monkeypatch):
+    vm = FakeVM('vm-1', 'poweredOn')
+    client = FakeClient([vm])
+    order = []
+
+    class Disks(object):
+        def __init__(self, _client, target):
+            self.vm = target
+            self.power_state = target.state
+            order.append(('look', target.state))
+
+        def find(self, filename):
+            return {'key': 1} if filename in self.vm.disks else None
+
+        def remove_spec(self, disk):
+            return disk
+
+        def reconfigure(self, what, changes):
+            order.append(('detach', self.vm.state))
+            self.vm.disks.remove(PATH)
+
+    monkeypatch.setattr(vd, 'VmDisks', Disks)
+    monkeypatch.setattr(vd, 'vms_using', lambda c, f, exclude=None: [
+        (v, v._moId) for v in client.vms.values() if f in v.disks])
+    vd.take_over(client, PATH, others(vm), {'force_detach': True, 'fence_stop': True}, others(vm))
+    assert vm.power_offs == 1 and order == [('look', 'poweredOff'), ('detach', 'poweredOff')]
+    assert vm.disks == []
+
+
+def test_take_over_refuses_a_vm_that_came_back(monkeypatch):
+    vm = FakeVM('vm-1', 'poweredOn')
+
+    class Disks(object):
+        def __init__(self, _client, target):
+            self.power_state = target.state
+
+    monkeypatch.setattr(vd, 'VmDisks', Disks)
+    with pytest.raises(Refused, match='poweredOn again'):
+        vd.take_over(FakeClient([vm]), PATH, others(vm), {'force_detach': True}, [])
+
+
+def test_device_backend_scsi_locator(tmp_path, monkeypatch):
+    sys_root = tmp_path / 'sys'
+    host = sys_root / 'class' / 'scsi_host' / 'host40'
+    devdir = sys_root / 'devices' / 'pci0000:00' / '0000:00:15.0' / '0000:03:00.0' / 'host40'
+    devdir.mkdir(parents=True)
+    host.mkdir(parents=True)
+    (host / 'proc_name').write_text('vmw_pvscsi\n')
+    os.symlink(os.path.relpath(str(devdir), str(host)), str(host / 'device'))
+    monkeypatch.setenv('PV_VSPHERE_GUEST_SYS_ROOT', str(sys_root))
+    backend = dev_backend.DeviceBackend({})
+    req = VolumeRequest(name='data', size=64 << 20, options={
+        'id': PATH, 'scsi': {'controller_type': 'pvscsi', 'bus_rank': 0, 'unit_number': 3, 'pci_slot': None}})
+    vol = backend.lookup([req])['data']
+    assert vol.locators == ['/dev/disk/by-path/pci-0000:03:00.0-scsi-0:0:3:0'] and vol.id == PATH
+    bad = VolumeRequest(name='data', size=1, options={'scsi': {'controller_type': 'ide', 'unit_number': 0}})
+    with pytest.raises(PVError, match='controller_type must be one of'):
+        backend.lookup([bad])
+    bad = VolumeRequest(name='data', size=1, options={'scsi': {'controller_type': 'pvscsi'}})
+    with pytest.raises(PVError, match='integer unit_number'):
+        backend.lookup([bad])
