@@ -414,6 +414,7 @@ def test_failover_from_a_dead_host(cloud_fleet, uid):
         with AttachmentWatch([ids[n] for n in names]) as watch:
             res = failover().assert_ok()
         t_failover = time.monotonic() - t0
+        breakdown = res.timings()
         assert watch.max_servers == 1, watch.seen
         for n in names:
             vol = cf.conn.block_storage.get_volume(ids[n])
@@ -451,6 +452,9 @@ def test_failover_from_a_dead_host(cloud_fleet, uid):
         t_floor = time.monotonic() - t0
         print('failover of 5 cinder volumes: %.1f s; floor (SDK detach+attach): %.1f s; ratio %.2f '
               '(SDK attach alone %.1f s)' % (t_failover, t_floor, t_failover / t_floor, t_attach))
+        print('failover breakdown: %s; outside the tasks (ansible-playbook start, plays, connections): %.1f s'
+              % ('; '.join('%s %.1f s' % (name.split(' : ')[-1][:40], secs) for name, secs in breakdown if secs >= 0.3),
+                 t_failover - sum(secs for _name, secs in breakdown)))
     finally:
         cf.created.get(h1, {}).clear()       # A is replaced by a fresh host: nothing of it to clean
         cf.hv.guest_replaced(h1, cf.conn)
