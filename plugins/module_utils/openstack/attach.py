@@ -113,10 +113,9 @@ class Attachments(object):
             return None if not pending else AGAIN
 
         def timed_out():
+            left = ', '.join('%s (%s, %s)' % (s.name, s.id, last.get(s.id, '?')) for s in pending.values())
             raise TimedOut('timed out after %ss waiting for server(s) %s to be SHUTOFF after a Nova stop '
-                           '(fence_stop); their volumes were not detached'
-                           % (self.client.timeout, ', '.join('%s (%s, %s)' % (s.name, s.id, last.get(s.id, '?'))
-                                                              for s in pending.values())))
+                           '(fence_stop); their volumes were not detached' % (self.client.timeout, left))
         if servers:
             poll(round_, self.client.timeout, timed_out, interval=0.3, factor=1.5, max_interval=1.0)
         names = [srv.name for srv in servers]
