@@ -91,7 +91,7 @@ options:
         C(openstack server stop) does), wait until Nova reports it C(SHUTOFF) (at most O(timeout) seconds;
         nothing is detached when it does not get there), then force-detach.
       - Without it such a volume is refused and nothing is changed. In check mode the servers that would be
-        stopped are reported (RV(attachments[].stopped_servers), and in the diff), nothing is stopped.
+        stopped are reported (RV(attachment.stopped_servers), and in the diff), nothing is stopped.
     type: bool
     default: false
   attached_elsewhere:
@@ -99,7 +99,7 @@ options:
       - What O(state=present) does with a volume attached to ANOTHER server when O(force_detach) is not set.
       - V(fail) refuses it (the run fails, nothing is changed).
       - V(skip) leaves it where it is, attached to the other server; it is not attached here, its record
-        tells where it lives (RV(attachments[].attached_elsewhere)), and a warning says so. The
+        tells where it lives (RV(attachment.attached_elsewhere)), and a warning says so. The
         C(persistent_volumes.docker.volumes) role uses it, so a host whose volumes were moved or failed
         over to another host never takes them back; it cleans up its own traces of them instead.
     type: str

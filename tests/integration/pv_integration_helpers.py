@@ -58,6 +58,7 @@ DOCUMENTATION = """
 
 import json
 import os
+import time
 from collections.abc import Mapping
 
 from ansible.plugins.callback import CallbackBase
@@ -85,7 +86,8 @@ class CallbackModule(CallbackBase):
 
     def _start(self, task, handler=False):
         rec = {'name': task.get_name(), 'task_name': task.name or '', 'action': task.action,
-               'play': self._play, 'handler': handler, 'hosts': {}, 'status': {}}
+               'play': self._play, 'handler': handler, 'hosts': {}, 'status': {},
+               'started': time.time(), 'ended': {}}
         self._by_uuid[task._uuid] = rec
         self._tasks.append(rec)
 
@@ -107,6 +109,7 @@ class CallbackModule(CallbackBase):
         host = result._host.get_name()
         rec['hosts'][host] = dict(_native(result))
         rec['status'][host] = status
+        rec['ended'][host] = time.time()
 
     def v2_runner_on_ok(self, result):
         self._record(result, 'ok')
@@ -198,6 +201,16 @@ class PlayResult(object):
     @property
     def failed_tasks(self):
         return [t['name'] for t in self.tasks if t['failed']]
+
+    def timings(self):
+        """``[(task name, seconds)]``: each task from its start to its last host's result (the
+        callback's clock), for the benches' breakdowns."""
+        out = []
+        for t in self.tasks:
+            if t.get('started'):
+                ended = list((t.get('ended') or {}).values()) or [t['started']]
+                out.append((t['name'], max(ended) - t['started']))
+        return out
 
     def task(self, name):
         """The LAST task whose name matches ``name`` (exactly, or the part after ``role : ``).

@@ -40,6 +40,7 @@ class Attachments(object):
         self.fencing = p.get('fencing', True) is not False
         self.fence_stop = bool(p.get('fence_stop'))
         self.stopped = []                       # names of the servers :meth:`fence` stopped
+        self._seen = {}                         # server id -> server, read once per check round
 
     @property
     def compute(self):
@@ -55,13 +56,13 @@ class Attachments(object):
         if not self.force_detach:
             names = []
             for sid in others:
-                srv = self.client.get_server(sid)
+                srv = self.server_once(sid)
                 names.append('%s (%s, %s)' % (srv.name if srv else '?', sid, srv.status if srv else 'gone'))
             raise InUse('volume %s (%s) is attached to another server: %s; refusing to attach it to %s '
                         '(set force_detach: true to take it over; the other server must be SHUTOFF)'
                         % (volume.name, volume.id, ', '.join(names), server.name))
         for sid in others:
-            srv = self.client.get_server(sid)
+            srv = self.server_once(sid)
             if srv is not None and self.fencing and srv.status != 'SHUTOFF' and not (
                     self.fence_stop and srv.status in STOPPABLE):
                 raise Refused('volume %s (%s) is attached to server %s (%s) which is %s, not SHUTOFF: '
@@ -71,13 +72,20 @@ class Attachments(object):
                               % (volume.name, volume.id, srv.name, sid, srv.status))
         return others
 
+    def server_once(self, server_id):
+        """The server ``server_id`` (None when gone), read once for the checks of one call (several
+        volumes attached to one other server: one read, not one per volume)."""
+        if server_id not in self._seen:
+            self._seen[server_id] = self.client.get_server(server_id)
+        return self._seen[server_id]
+
     def to_stop(self, server_ids):
         """The servers among ``server_ids`` that :meth:`fence` would stop (reads only)."""
         if not (self.fencing and self.fence_stop):
             return []
         out = []
         for sid in server_ids:
-            srv = self.client.get_server(sid)
+            srv = self.server_once(sid)
             if srv is not None and srv.status != 'SHUTOFF':
                 out.append(srv)
         return out
@@ -86,6 +94,8 @@ class Attachments(object):
         """``fence_stop``: stop (Nova ``stop``) the servers among ``server_ids`` that are not
         SHUTOFF, and wait until Nova reports every one SHUTOFF (bounded by ``timeout``): only then
         may their volumes be force-detached. Returns the stopped servers' names."""
+        for sid in server_ids:
+            self._seen.pop(sid, None)           # fresh reads: the decision to stop is taken now
         servers = self.to_stop(server_ids)
         for srv in servers:
             if srv.status != 'SHUTOFF' and getattr(srv, 'task_state', None) != 'powering-off':
@@ -107,10 +117,9 @@ class Attachments(object):
             return None if not pending else AGAIN
 
         def timed_out():
+            left = ', '.join('%s (%s, %s)' % (s.name, s.id, last.get(s.id, '?')) for s in pending.values())
             raise TimedOut('timed out after %ss waiting for server(s) %s to be SHUTOFF after a Nova stop '
-                           '(fence_stop); their volumes were not detached'
-                           % (self.client.timeout, ', '.join('%s (%s, %s)' % (s.name, s.id, last.get(s.id, '?'))
-                                                              for s in pending.values())))
+                           '(fence_stop); their volumes were not detached' % (self.client.timeout, left))
         if servers:
             poll(round_, self.client.timeout, timed_out, interval=0.3, factor=1.5, max_interval=1.0)
         names = [srv.name for srv in servers]
@@ -126,6 +135,7 @@ class Attachments(object):
         server = server or self.client.server()
         here_id = self.client.server_id_or_none()
         volumes = self._settled(volumes)
+        self._seen.clear()                      # the other servers' states read again, right before acting
         todo = []
         out = {}
         for vol in volumes:
@@ -145,9 +155,12 @@ class Attachments(object):
                 self.delete_attachment(sid, vol.id)
         if detached:
             self.volumes.wait_status([self.volumes.get(v.id) for v in detached], ('available',), 'to be detached')
+            by_server = {}
             for vol, others in todo:
                 for sid in others:
-                    self.wait_nova_detached(sid, [vol.id])
+                    by_server.setdefault(sid, []).append(vol.id)
+            for sid, ids in sorted(by_server.items()):
+                self.wait_nova_detached(sid, ids)       # one wait per server for all of its volumes
         # The POSTs go out in parallel: nova-compute carries out the attaches of one server one after
         # the other (instance lock) whatever we do, but with every request queued there it never idles
         # between two of them (measured here: 10 attaches 32-35 s instead of 36-40 s one POST after the

@@ -37,6 +37,9 @@ import time
 BYID = '/dev/disk/by-id'
 # Cinder statuses in which the guest has the disk (reserved/attaching: not yet)
 ATTACHED_STATUSES = ('in-use', 'extending', 'detaching', 'retyping', 'maintenance')
+# connection-level failures of the API that the next round retries (up to TRANSIENT_ROUNDS in a row)
+TRANSIENT = ('ConnectFailure', 'ConnectionError', 'ConnectTimeout', 'RetriableConnectionFailure')
+TRANSIENT_ROUNDS = 20
 
 
 def link_name(volume_id):
@@ -89,12 +92,19 @@ class LabHypervisor(object):
 
     def _loop(self):
         conn = self._connect()
+        refused = []                             # consecutive rounds the cloud's API did not answer
         try:
             while not self._stop.is_set():
                 try:
                     self.sync(conn)
+                    del refused[:]
                 except Exception as exc:  # pylint: disable=broad-except
-                    self.errors.append('%s: %r' % (time.strftime('%H:%M:%S'), exc))
+                    # a connection the API dropped (seen under load 20+ on 2 cores) is retried next round,
+                    # as a hypervisor's agent does; an error that persists (or any other) is recorded
+                    if type(exc).__name__ in TRANSIENT and len(refused) < TRANSIENT_ROUNDS:
+                        refused.append(exc)
+                    else:
+                        self.errors.append('%s: %r' % (time.strftime('%H:%M:%S'), exc))
                 self._stop.wait(self.interval)
         finally:
             conn.close()
