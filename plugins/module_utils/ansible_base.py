@@ -47,6 +47,11 @@ class PVModule(object):
     def run(self):
         raise NotImplementedError
 
+    def preflight(self):
+        """Checked before the requirements and run(): None, or the ``fail_json`` arguments of a failure
+        that changed nothing (e.g. missing host packages, which may include the missing requirement)."""
+        return None
+
     @contextlib.contextmanager
     def session(self, resource):
         """``with self.session(backend) as backend:`` closes ``resource`` however the block
@@ -68,6 +73,9 @@ class PVModule(object):
         return result
 
     def __call__(self):
+        failure = self.preflight()
+        if failure:
+            self.ansible.fail_json(**failure)
         for pip_name, has_it, tb in self.requirements:
             if not has_it:
                 self.ansible.fail_json(msg=missing_required_lib(pip_name), exception=tb)

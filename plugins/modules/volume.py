@@ -131,6 +131,17 @@ options:
     description: Managed directory for the state record, loop images and default mountpoints.
     type: path
     default: /var/lib/persistent-volumes
+  check_packages:
+    description:
+      - Debian packages this host must have, checked before anything else with one C(dpkg-query) (read-only, offline,
+        also in check mode; a host without dpkg has none of them).
+      - When one is missing the module fails having changed nothing, and returns the missing ones in
+        RV(missing_packages) and the host's C(/etc/os-release) family in RV(os_family). The C(volumes) role passes
+        its package list here when C(pv_install_dependencies) is true, installs what is missing (Debian family only)
+        and calls the module again, so the common case (nothing missing) costs no extra task or round trip.
+    type: list
+    elements: str
+    version_added: 1.1.0
   cinder:
     description:
       - >-
@@ -365,6 +376,20 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+missing_packages:
+  description: The packages of O(check_packages) that are not installed (the module then changed nothing and failed).
+  returned: failure, when O(check_packages) found missing packages
+  type: list
+  elements: str
+  sample: [xfsprogs]
+  version_added: 1.1.0
+os_family:
+  description: C(ID) followed by the words of C(ID_LIKE) from C(/etc/os-release) (C([unknown]) without the file).
+  returned: failure, when O(check_packages) found missing packages
+  type: list
+  elements: str
+  sample: [ubuntu, debian]
+  version_added: 1.1.0
 volume:
   description:
     - The volume's record when the module was called with O(name) (the same dict as the only element of RV(volumes)),
@@ -446,6 +471,7 @@ from ..module_utils.common import MANAGED_ROOT
 from ..module_utils.docker.client import docker_argument_spec
 from ..module_utils.docker.volumes import DOCKER_IMPORT_ERROR, HAS_DOCKER, DockerVolumes
 from ..module_utils.core.engine import Engine
+from ..module_utils.host import packages
 from ..module_utils.openstack import spec as osspec
 from ..module_utils.vmware import spec as vspec
 
@@ -476,6 +502,7 @@ class VolumeModule(PVModule):
         adopt_id=dict(type='str'),
         timeout=dict(type='int', default=300),
         root=dict(type='path', default=MANAGED_ROOT),
+        check_packages=dict(type='list', elements='str'),
         cinder=dict(type='dict', options=osspec.volume_dict_spec()),
         vsphere=dict(type='dict', options=vspec.volume_dict_spec(env_fallback)),
         **docker_argument_spec()
@@ -483,6 +510,17 @@ class VolumeModule(PVModule):
     module_kwargs = dict(required_one_of=[('name', 'volumes')],
                          mutually_exclusive=[('name', 'volumes')])
     requirements = (('docker', HAS_DOCKER, DOCKER_IMPORT_ERROR),)
+
+    def preflight(self):
+        wanted = self.params['check_packages']
+        if not wanted:
+            return None
+        absent = packages.missing(wanted)
+        if not absent:
+            return None
+        return dict(msg='host packages missing: %s (nothing was changed; install them, or let the volumes role do it '
+                        'with pv_install_dependencies: true)' % ', '.join(absent),
+                    missing_packages=absent, os_family=packages.os_family(), changed=False)
 
     def specs(self):
         defaults = dict((k, self.params[k]) for k in VOLUME_KEYS)

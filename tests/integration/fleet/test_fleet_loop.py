@@ -25,8 +25,9 @@ import lab as pv_lab  # pylint: disable=import-error
 
 APT_TASK = 'Install the missing host packages with apt'
 WOULD_INSTALL = 'Report the host packages a real run would install (check mode)'
-PROBE = 'Which host packages the volume chain needs are missing (dpkg-query, /etc/os-release)'
-INSTALL = 'Install the missing host packages (Debian family only)'      # the include, skipped if none
+CALL = 'Manage the persistent volumes in one call'     # also checks the host packages (check_packages)
+# the follow-up include, skipped when nothing is missing
+INSTALL = 'Install the missing host packages (Debian family only), or take the delegated Cinder path'
 
 
 def per_host(res, key):
@@ -76,7 +77,7 @@ def test_site_yml_loop_fleet_defaults_offline_check_rerun_same_names(fleet, uid,
     assert all(per_host(res, 'changed')[h] == 1 for h in hosts), res.summary()
     assert res.task(INSTALL).skipped
     for host in hosts:
-        planned = [v['actions'] for v in res.result('Manage the persistent volumes in one call', host)['volumes']]
+        planned = [v['actions'] for v in res.result(CALL, host)['volumes']]
         assert planned == [['create', 'attach', 'mkfs', 'mount', 'fstab', 'docker_volume']] * 2, planned
         assert fleet.snapshot(host) == before[host], host
 
@@ -146,6 +147,9 @@ def test_missing_package_offline_and_unsupported_family(fleet, lab, uid, names):
 
         res = fleet.site(groupvars, check=True, limit=host).assert_ok()
         assert res.result(WOULD_INSTALL, host)['msg'] == 'would install with apt: xfsprogs'
+        found = res.result(CALL, host)      # the one call checked the packages first and changed nothing
+        assert found['missing_packages'] == ['xfsprogs'] and found['os_family'][0] == 'debian', found
+        assert not found.get('volumes') and not found['changed'], found
         assert fleet.snapshot(host) == before
 
         res = fleet.site(groupvars, limit=host).assert_failed()
@@ -160,9 +164,9 @@ def test_missing_package_offline_and_unsupported_family(fleet, lab, uid, names):
         assert 'Debian and Ubuntu only' in msg and 'rocky' in msg and 'pv_install_dependencies: false' in msg
         assert fleet.snapshot(host) == before
 
-        # told not to install, it does not probe at all and the chain runs (ext4 needs no xfsprogs)
+        # told not to install, it does not check the packages at all and the chain runs (ext4 needs no xfsprogs)
         res = fleet.site(dict(groupvars, pv_install_dependencies=False), limit=host).assert_changed()
-        assert res.task(PROBE).skipped
+        assert 'missing_packages' not in res.result(CALL, host) and res.task(INSTALL).skipped
     finally:
         fleet.remove_volumes(list(names))
         del names[:]
