@@ -31,6 +31,7 @@ MARKERS = (
     'plugin: exercises the Docker volume-plugin daemon',
     'slow: takes more than a few seconds (deselect with -m "not slow")',
     'fleet: needs the multi-host lab (tests/harness/lab: private dockerd, Docker hosts reached over SSH)',
+    'swarm: Docker Swarm on the multi-host lab with the volume plugin on every node',
 )
 
 _STATE = {}

@@ -12,6 +12,7 @@ the loop devices the hosts made, matched by backing st_dev + inode), also after 
     lab.py up [N]             build if needed, then the lab dockerd and hosts host1..hostN (default 3)
     lab.py inventory [FILE]   write the Ansible inventory of the running lab (default: state dir)
     lab.py status             what runs
+    lab.py swarm              form a Docker Swarm: host1 manager, the others workers
     lab.py down               remove everything (safe to repeat, safe after a killed run)
     lab.py purge              down + drop the lab dockerd's data root (the imported image)
 
@@ -468,6 +469,9 @@ class Lab(object):
             '-v', '/var/lib/docker/volumes',
             '-v', HOST_SCRIPTS + ':/opt/pvlab:ro',
             '-e', 'LAB_AUTHORIZED_KEY=' + pubkey,
+            # Swarm tasks try to pull their image first (no registry here: 6-20 s per task);
+            # the inner dockerd inherits this and uses the local image
+            '-e', 'DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1',
             '--entrypoint', '/opt/pvlab/lab-init', host['image'])
 
     def _wait_ready(self, hosts, timeout=120):
@@ -501,6 +505,11 @@ class Lab(object):
         self._run_host(host)
         self._wait_ready([host])
         self._record_devs()
+        try:
+            with open(os.path.join(self.state, 'forward.json')) as handle:
+                self._host_forwarder(name, json.load(handle))
+        except (OSError, ValueError):
+            pass
 
     def own_loops(self, name):
         """{'/dev/loopN': backing file} of the loop devices whose backing file lives in host ``name``."""
@@ -523,6 +532,71 @@ class Lab(object):
                     devs.add(os.makedev(0, int(minor)))
             host['devs'] = sorted(devs)
         self._save_hosts(hosts)
+
+    # -- the machine's local services, for the hosts (e.g. the test cloud on 127.0.0.1)
+    def expose_machine_ports(self, ports):
+        """Make the machine's ``127.0.0.1:<port>`` reachable as ``127.0.0.1:<port>`` inside every
+        lab host (two relays of host/tcp-forward: in each host to the machine's lab address, and
+        on the machine from that address to its 127.0.0.1). Only these ports, only from the lab
+        network; the machine-side relay is stopped by pid at ``down``. Hosts made later by
+        ``reset_host`` get theirs too."""
+        ports = sorted(set(int(p) for p in ports))
+        self._stop_forwarder()
+        pidfile = os.path.join(self.state, 'forward.pid')
+        subprocess.Popen(['setsid', '-f', sys.executable or 'python3', os.path.join(HOST_SCRIPTS, 'tcp-forward'),
+                          MACHINE_IP, '127.0.0.1', ','.join(map(str, ports)), '--pidfile', pidfile],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=open(os.path.join(self.state, 'forward.log'), 'w')).wait()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not self._forwarder_pid():
+            time.sleep(0.05)
+        if not self._forwarder_pid():
+            raise RuntimeError('tcp-forward on the machine did not start:\n' + self._tail('forward.log'))
+        with open(os.path.join(self.state, 'forward.json'), 'w') as handle:
+            json.dump(ports, handle)
+        for host in self.hosts:
+            self._host_forwarder(host['name'], ports)
+
+    def _host_forwarder(self, name, ports):
+        self.docker('exec', '-d', CONTAINER_PREFIX + name, '/opt/pvlab/tcp-forward', '127.0.0.1', MACHINE_IP,
+                    ','.join(map(str, ports)), '--pidfile', '/run/tcp-forward.pid')
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.exec(name, ['test', '-s', '/run/tcp-forward.pid'], check=False).returncode == 0:
+                return
+            time.sleep(0.05)
+        raise RuntimeError('tcp-forward in %s did not start' % name)
+
+    def _forwarder_pid(self):
+        try:
+            with open(os.path.join(self.state, 'forward.pid')) as handle:
+                pid = int(handle.read().strip())
+            with open('/proc/%d/cmdline' % pid, 'rb') as handle:
+                return pid if b'tcp-forward' in handle.read() else None
+        except (OSError, ValueError):
+            return None
+
+    def _stop_forwarder(self):
+        pid = self._forwarder_pid()
+        if pid:
+            os.kill(pid, signal.SIGTERM)
+        for name in ('forward.pid', 'forward.json'):
+            try:
+                os.unlink(os.path.join(self.state, name))
+            except OSError:
+                pass
+
+    # -- files for offline hosts
+    def copy_in(self, name, src, dest):
+        """Copy the machine's directory ``src`` into host ``name`` as ``dest`` (docker cp)."""
+        self.exec(name, ['mkdir', '-p', os.path.dirname(dest.rstrip('/')) or '/'])
+        self.docker('cp', src.rstrip('/') + '/.', '%s%s:%s' % (CONTAINER_PREFIX, name, dest))
+
+    # -- Docker Swarm across the hosts
+    def swarm(self):
+        """The hosts' Swarm (:class:`Swarm`): ``.init()`` makes host1 the manager and the others
+        workers."""
+        return Swarm(self)
 
     # -- inventory
     def inventory(self, path=None, hostvars=None, groupvars=None, hosts=None):
@@ -597,6 +671,7 @@ class Lab(object):
             if os.path.exists('/proc/%d' % pid):
                 os.kill(pid, signal.SIGKILL)
         log('down: lab dockerd stopped in %.1f s' % (time.monotonic() - t0))
+        self._stop_forwarder()
         self._kill_leftover_processes()
         self._sweep_loops(hosts)
         run(['ip', 'link', 'del', VETH_HOST], check=False, quiet=True)
@@ -688,13 +763,105 @@ class Lab(object):
         }
 
 
+class Swarm(object):
+    """Docker Swarm on the lab hosts: host1 the manager (``--advertise-addr`` its lab address),
+    the others workers. The kernel has no IPVS: services are created with ``--endpoint-mode
+    dnsrr`` (no VIP, no routing mesh); the hosts' dockerd has DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1
+    (no pull attempt per task). All commands run on the manager through ``docker exec``."""
+
+    def __init__(self, lab):
+        self.lab = lab
+        self.manager = lab.hosts[0]['name'] if lab.hosts else 'host1'
+
+    def docker(self, *args, check=True, host=None):
+        return self.lab.exec(host or self.manager, ['docker'] + list(args), check=check).stdout
+
+    def init(self, hosts=None):
+        """Form the Swarm (nothing to do when the manager is already in one); return node names."""
+        names = hosts or [h['name'] for h in self.lab.hosts]
+        ips = dict((h['name'], h['ip']) for h in self.lab.hosts)
+        if self.docker('info', '-f', '{{.Swarm.LocalNodeState}}').strip() != 'active':
+            self.docker('swarm', 'init', '--advertise-addr', ips[self.manager])
+        token = self.docker('swarm', 'join-token', '-q', 'worker').strip()
+        for name in names:
+            if name == self.manager:
+                continue
+            if self.docker('info', '-f', '{{.Swarm.LocalNodeState}}', host=name).strip() != 'active':
+                self.docker('swarm', 'join', '--token', token, '--advertise-addr', ips[name],
+                            '%s:2377' % ips[self.manager], host=name)
+        return self.nodes()
+
+    def leave(self):
+        """Every host leaves (workers first); safe when there is no Swarm."""
+        for host in reversed(self.lab.hosts):
+            self.lab.exec(host['name'], ['docker', 'swarm', 'leave', '--force'], check=False)
+
+    def nodes(self):
+        """{hostname: {'id', 'status', 'availability'}} as the manager sees them."""
+        out = self.docker('node', 'ls', '--format', '{{.Hostname}} {{.ID}} {{.Status}} {{.Availability}}')
+        return dict((f[0], {'id': f[1], 'status': f[2], 'availability': f[3]})
+                    for f in (line.split() for line in out.splitlines()) if len(f) == 4)
+
+    def availability(self, node, value):
+        """``docker node update --availability`` (active, pause, drain)."""
+        self.docker('node', 'update', '--availability', value, node)
+
+    def create_service(self, name, command, mounts=(), replicas=1, args=()):
+        """``docker service create --detach`` of lab/busybox with dnsrr and a 2 s stop grace;
+        ``mounts`` are ``--mount`` values; ``args`` more options. Returns the service id."""
+        argv = ['service', 'create', '--detach', '--name', name, '--replicas', str(replicas),
+                '--no-resolve-image', '--endpoint-mode', 'dnsrr', '--stop-grace-period', '2s']
+        for mount in mounts:
+            argv += ['--mount', mount]
+        argv += list(args) + ['lab/busybox:latest', 'sh', '-c', command]
+        return self.docker(*argv).strip()
+
+    def remove_service(self, name):
+        self.docker('service', 'rm', name, check=False)
+
+    def tasks(self, service):
+        """[{'id', 'node', 'desired', 'state', 'error'}] newest first."""
+        out = self.docker('service', 'ps', '--no-trunc', '--format',
+                          '{{.ID}}|{{.Node}}|{{.DesiredState}}|{{.CurrentState}}|{{.Error}}', service, check=False)
+        tasks = []
+        for line in out.splitlines():
+            fields = line.split('|')
+            if len(fields) == 5:
+                tasks.append({'id': fields[0], 'node': fields[1], 'desired': fields[2],
+                              'state': fields[3].split(' ')[0], 'error': fields[4]})
+        return tasks
+
+    def running_on(self, service):
+        """Node of the service's running task (desired and current state Running), else None."""
+        for task in self.tasks(service):
+            if task['desired'] == 'Running' and task['state'] == 'Running':
+                return task['node']
+        return None
+
+    def wait_running(self, service, not_on=None, timeout=120):
+        """Wait for a running task (on another node than ``not_on``); return its node."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            node = self.running_on(service)
+            if node and node != not_on:
+                return node
+            time.sleep(0.1)
+        raise RuntimeError('service %s: no running task%s after %d s: %s'
+                           % (service, ' off %s' % not_on if not_on else '', timeout, self.tasks(service)[:6]))
+
+    def container_of(self, service, node):
+        """Id of the service's running container on ``node``."""
+        return self.lab.exec(node, ['docker', 'ps', '-q', '--filter', 'label=com.docker.swarm.service.name=' + service,
+                                    '--filter', 'status=running']).stdout.split()[0]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n', maxsplit=1)[0])
     sub = parser.add_subparsers(dest='cmd')
     sub.add_parser('build').add_argument('--force', action='store_true')
     sub.add_parser('up').add_argument('n', nargs='?', type=int, default=3)
     sub.add_parser('inventory').add_argument('file', nargs='?')
-    for name in ('down', 'purge', 'status'):
+    for name in ('down', 'purge', 'status', 'swarm'):
         sub.add_parser(name)
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
@@ -712,6 +879,8 @@ def main(argv=None):
         lab.down()
     elif args.cmd == 'purge':
         lab.purge()
+    elif args.cmd == 'swarm':
+        print(json.dumps(lab.swarm().init(), indent=1))
     elif args.cmd == 'status':
         print(json.dumps(lab.status(), indent=1))
     else:

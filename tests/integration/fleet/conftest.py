@@ -6,7 +6,7 @@
 Rule: the lab is brought up once per session and ALWAYS torn down (also when a test or the
 start fails); every test removes its own volumes from every host afterwards.
 
-* ``lab`` (session) -> ``Lab`` of tests/harness/lab/lab.py, up with ``PV_LAB_HOSTS`` (default 3) hosts:
+* ``lab`` (session, tests/integration/lab_fixtures.py) -> ``Lab`` of tests/harness/lab/lab.py:
   ``.hosts``, ``.exec(host, argv)``, ``.own_loops(host)``, ``.reset_host(host)``, ``.inventory(...)``.
 * ``fleet`` -> :class:`Fleet`: ``site(groupvars, hostvars=None, check=False, limit=None)`` runs
   ``playbooks/site.yml`` against the lab over SSH (user ``ansible``, become from site.yml, forks 5),
@@ -26,8 +26,6 @@ import pv_integration_helpers as helpers  # pylint: disable=import-error
 SITE_YML = os.path.join(helpers.REPO_ROOT, 'playbooks', 'site.yml')
 PV_ROOT = '/var/lib/persistent-volumes'
 
-# from tests/harness/lab (on the import path: tests/pytest.ini)
-import lab as lab_mod  # noqa: E402 pylint: disable=import-error,wrong-import-position
 
 
 def pytest_collection_modifyitems(config, items):
@@ -35,16 +33,6 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if str(item.fspath).startswith(here):
             item.add_marker(pytest.mark.fleet)
-
-
-@pytest.fixture(scope='session')
-def lab():
-    the_lab = lab_mod.Lab()
-    try:
-        the_lab.up(int(os.environ.get('PV_LAB_HOSTS', '3')))
-        yield the_lab
-    finally:
-        the_lab.down()
 
 
 class Fleet(object):

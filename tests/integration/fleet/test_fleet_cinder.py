@@ -27,55 +27,13 @@ pytestmark = [pytest.mark.cinder, pytest.mark.timeout(1200)]
 
 import cinder_fixtures as _cinder  # pylint: disable=import-error
 from cinder_fixtures import conn, openstack_cloud  # noqa: F401 pylint: disable=unused-import,import-error
-# from tests/harness/openstack (on the import path: tests/pytest.ini)
-import lab_hypervisor as _hv_mod  # pylint: disable=import-error
 
 destroy_volume = _cinder.destroy_volume
 CLOUDS_YAML = _cinder.CLOUDS_YAML
 
 SITE_YML = os.path.join(helpers.REPO_ROOT, 'playbooks', 'site.yml')
 MOVE_YML = os.path.join(helpers.REPO_ROOT, 'playbooks', 'move.yml')
-IMAGE = 'pv-test-image'
-FLAVOR = 'pv.tiny'
-
-
-@pytest.fixture(scope='session')
-def lab_servers(lab, conn):
-    """One Nova server per lab host, named after the host's container (e.g. pvlab-host1)."""
-    image = conn.image.find_image(IMAGE, ignore_missing=False)
-    flavor = conn.compute.find_flavor(FLAVOR, ignore_missing=False)
-    names = dict((h['name'], h['container']) for h in lab.hosts)
-    servers = {}
-    try:
-        for host, name in names.items():
-            for old in conn.compute.servers(name=name):
-                if old.name == name:                       # a killed run's leftover
-                    conn.compute.delete_server(old)
-                    conn.compute.wait_for_delete(old, interval=1, wait=120)
-            servers[host] = conn.compute.create_server(name=name, image_id=image.id, flavor_id=flavor.id,
-                                                       networks='none')
-        for host in list(servers):
-            servers[host] = conn.compute.wait_for_server(servers[host], status='ACTIVE', wait=240, interval=1)
-        yield servers
-    finally:
-        for server in servers.values():
-            try:
-                conn.compute.delete_server(server)
-            except Exception:  # pylint: disable=broad-except
-                pass
-        for server in servers.values():
-            try:
-                conn.compute.wait_for_delete(server, interval=1, wait=120)
-            except Exception:  # pylint: disable=broad-except
-                pass
-
-
-@pytest.fixture(scope='session')
-def lab_hypervisor(lab, lab_servers, tmp_path_factory):
-    hv = _hv_mod.LabHypervisor(lab, dict((h, s.id) for h, s in lab_servers.items()),
-                               str(tmp_path_factory.mktemp('san')), clouds_yaml=CLOUDS_YAML).start()
-    yield hv
-    hv.stop()
+# lab_servers and lab_hypervisor: tests/integration/lab_fixtures.py (session, shared with swarm/)
 
 
 class CloudFleet(object):
