@@ -292,6 +292,9 @@ class SwarmBench(object):
               '%.2f; fencing wait (median) %.2f s, included in both failovers'
               % (over_k, GOAL, 'met' if over_k <= GOAL else 'MISSED', med(('failover', 'cinder')) / floor_k,
                  med(('fencing_wait', 'cinder'))))
+        per = [c - n - s for c, n, s in zip(self.results[('failover', 'cinder')], self.results[('failover', 'noop')],
+                                            self.results[('sdk', 'detach+attach')])]
+        print('  per repetition: %s' % ' '.join('%.2f' % v for v in per))
         print('load average at the end: %s' % ' '.join(open('/proc/loadavg').read().split()[:3]))
         if self.args.json:
             with open(self.args.json, 'w') as handle:
