@@ -224,9 +224,16 @@ class PlayResult(object):
                                                             self.summary()))
 
     def result(self, name, host=None):
-        """Module result dict of task ``name`` (on ``host``, default the first host)."""
+        """Module result dict of task ``name`` (on ``host``, default the first host). With ``host``:
+        the last task of that name that ran on it (a role may run one call on some hosts and the
+        same-named call of another task file on others)."""
         rec = self.task(name)
-        return rec['hosts'][host] if host else rec['result']
+        if not host:
+            return rec['result']
+        for other in reversed(self.tasks):
+            if other['name'] == rec['name'] and host in other['hosts']:
+                return other['hosts'][host]
+        return rec['hosts'][host]
 
     # -- assertions with readable messages
     def summary(self):
