@@ -27,7 +27,7 @@ APT_TASK = 'Install the missing host packages with apt'
 WOULD_INSTALL = 'Report the host packages a real run would install (check mode)'
 CALL = 'Manage the persistent volumes in one call'     # also checks the host packages (check_packages)
 # the follow-up include, skipped when nothing is missing
-INSTALL = 'Install the missing host packages (Debian family only), or take the delegated Cinder path'
+INSTALL = 'Install the missing host packages (Debian family only), or take the delegated cloud path'
 
 
 def per_host(res, key):
