@@ -168,3 +168,66 @@ def test_device_backend_scsi_locator(tmp_path, monkeypatch):
     bad = VolumeRequest(name='data', size=1, options={'scsi': {'controller_type': 'pvscsi'}})
     with pytest.raises(PVError, match='integer unit_number'):
         backend.lookup([bad])
+
+
+class SkipDisks(object):
+    """The VmDisks of a VM that does not have the disk (attached_elsewhere)."""
+    name = 'docker-01'
+
+    def __init__(self):
+        self.reconfigured = []
+        self.planned = 0
+
+    def refresh(self):
+        return self
+
+    def find(self, filename):
+        return None
+
+    def enable_uuid(self):
+        return 'TRUE'
+
+    def vm_info(self):
+        return {'name': self.name, 'moid': 'vm-1'}
+
+    def plan_slot(self, *args):
+        self.planned += 1
+        return {'controller_type': 'pvscsi', 'controller_bus': 0, 'unit_number': 1, 'new_controller': False}
+
+    def reconfigure(self, *args):
+        self.reconfigured.append(args)
+
+
+@pytest.mark.parametrize('check_mode', [True, False])
+def test_attached_elsewhere_skip_leaves_the_disk_there(monkeypatch, check_mode):
+    """attached_elsewhere=skip: a disk of ours on another VM is neither attached here nor detached there;
+    the result names that VM and warns; with the default (fail) it is refused, and force_detach still
+    takes the takeover path."""
+    other = FakeVM('vm-2', 'poweredOn')
+
+    class Client(FakeClient):
+        def datacenter_of(self, vm):
+            return 'dc'
+
+        def find_datastore(self, name, dc):
+            return 'ds'
+
+    client = Client([other])
+    monkeypatch.setattr(vd, 'datastore_vmdk', lambda c, p, d: {'exists': True, 'size': 1 << 26, 'marker': True})
+    monkeypatch.setattr(vd, 'vms_using', lambda c, f, exclude=None: [(other, 'docker-02')])
+    want = {'state': 'present', 'filename': PATH, 'create': True, 'name': 'data', 'size': 1 << 26,
+            'attached_elsewhere': 'skip'}
+    disks = SkipDisks()
+    res = vd.ensure_disk(client, FakeVM('vm-1', 'poweredOn', disks=()), want, check_mode=check_mode, disks=disks)
+    assert res['changed'] is False and res['actions'] == [] and disks.reconfigured == [] and disks.planned == 0
+    assert res['attached_elsewhere'] == ['docker-02'] and res['disk']['attached'] is False
+    assert res['warnings'] == ['disk data (%s) lives on VM docker-02 (attached there), not on VM docker-01: it is '
+                               'not attached here (attached_elsewhere=skip); move its entry to that host, or '
+                               'take it over with force_detach' % PATH]
+    assert other.power_offs == 0 and client.calls == []
+    with pytest.raises(InUse, match='force_detach: true'):
+        vd.ensure_disk(client, FakeVM('vm-1', 'poweredOn', disks=()), dict(want, attached_elsewhere='fail'),
+                       check_mode=check_mode, disks=disks)
+    with pytest.raises(Refused, match='fencing'):      # force_detach: the (fenced) takeover path, not skip
+        vd.ensure_disk(client, FakeVM('vm-1', 'poweredOn', disks=()), dict(want, force_detach=True),
+                       check_mode=check_mode, disks=disks)

@@ -475,6 +475,20 @@ def _view(disk, exists, enable_uuid):
     return view
 
 
+def _lives_elsewhere(disks, filename, want, others, file_info, enable_uuid):
+    """The result for a disk attached to other VMs only, left there (attached_elsewhere=skip)."""
+    names = [n for _v, n in others]
+    view = _view(None, True, enable_uuid)
+    warning = ('disk %s (%s) lives on VM %s (attached there), not on VM %s: it is not attached here '
+               '(attached_elsewhere=skip); move its entry to that host, or take it over with force_detach'
+               % (want.get('name') or filename, filename, ', '.join(names), disks.name))
+    return {'changed': False, 'actions': [], 'warnings': [warning], 'vm': disks.vm_info(),
+            'diff': {'before': view, 'after': view}, 'attached_elsewhere': names,
+            'disk': {'filename': filename, 'attached': False, 'file_exists': True,
+                     'owned': bool(file_info.get('marker'))},
+            'enable_uuid': enable_uuid}
+
+
 def ensure_disk(client, vm, want, check_mode=False, disks=None):
     """Bring one disk of ``vm`` to ``want``; return the module result (without ``changed`` warnings
     handling beyond the ``warnings`` list).
@@ -482,7 +496,9 @@ def ensure_disk(client, vm, want, check_mode=False, disks=None):
     ``want`` keys: state (present/absent), filename, create (bool: may create a new VMDK at
     filename), name (volume name for the marker), size (bytes or None), provisioning,
     disk_mode (or None = keep), controller_type, controller_bus, unit_number, destroy,
-    enable_uuid.
+    enable_uuid, force_detach/fencing/fence_stop (takeover), attached_elsewhere (``fail``, the
+    default: a disk attached to another VM is refused unless force_detach; ``skip``: it is left
+    there, reported in ``attached_elsewhere`` and a warning, nothing changed).
     """
     disks = VmDisks(client, vm) if disks is None else disks.refresh()
     dc = client.datacenter_of(vm)
@@ -527,6 +543,10 @@ def ensure_disk(client, vm, want, check_mode=False, disks=None):
                                     % (filename, attached['controller_bus'], attached['unit_number'],
                                        key, want[key]))
         else:
+            if file_info['exists'] and want.get('attached_elsewhere') == 'skip' and not want.get('force_detach'):
+                others = vms_using(client, filename, exclude=vm)
+                if others:
+                    return _lives_elsewhere(disks, filename, want, others, file_info, uuid_before)
             slot = disks.plan_slot(want.get('controller_type') or 'pvscsi', want.get('controller_bus'),
                                    want.get('unit_number'))
             mode = want.get('disk_mode') or 'independent_persistent'
@@ -664,4 +684,5 @@ def ensure_disk(client, vm, want, check_mode=False, disks=None):
     else:
         result['disk'] = {'filename': filename, 'attached': False, 'file_exists': exists}
     result['enable_uuid'] = enable_after
+    result['attached_elsewhere'] = []
     return result
