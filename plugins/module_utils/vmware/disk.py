@@ -475,6 +475,33 @@ def _view(disk, exists, enable_uuid):
     return view
 
 
+def _after_a_race(client, vm, want, check_mode, disks, slot, dc, exc):
+    """The reconfigure that attached (or created) the disk failed: when another run (a second controller
+    for the same host) attached this disk, or took the planned SCSI unit, at the same time, bring the
+    disk to ``want`` once more from what the VM has now; any other failure is raised as it was."""
+    filename = want['filename']
+    disks.refresh()
+    now = disks.find(filename)
+    taken = any(c.busNumber == slot['controller_bus'] for c in disks.controllers.values()) \
+        if slot['new_controller'] else disks._occupant(slot['controller_key'], slot['unit_number']) is not None
+    if now is None and not taken:
+        raise exc
+    if now is not None and now.get('uuid'):
+        # this run may have rewritten the marker (before its create) after the other run recorded the uuid
+        marker = read_marker(client, filename, dc)
+        if marker is not None and not marker.get('uuid'):
+            write_marker(client, filename, dc, marker.get('name') or filename, marker.get('size') or now['size'],
+                         {'uuid': now['uuid']})
+    result = ensure_disk(client, vm, dict(want, _raced=True), check_mode=check_mode, disks=disks)
+    if now is not None:
+        result['warnings'].insert(0, 'another run attached %s to VM %s at the same time (%s); this run uses it'
+                                  % (filename, disks.name, exc))
+    else:
+        result['warnings'].insert(0, 'another run took SCSI(%s:%s) of VM %s at the same time (%s); %s was placed '
+                                  'again' % (slot['controller_bus'], slot['unit_number'], disks.name, exc, filename))
+    return result
+
+
 def _lives_elsewhere(disks, filename, want, others, file_info, enable_uuid):
     """The result for a disk attached to other VMs only, left there (attached_elsewhere=skip)."""
     names = [n for _v, n in others]
@@ -518,6 +545,7 @@ def ensure_disk(client, vm, want, check_mode=False, disks=None):
     marker = None
     owned = None
     takeover = None
+    slot = None
 
     def load_marker():
         return read_marker(client, filename, dc)
@@ -617,7 +645,12 @@ def ensure_disk(client, vm, want, check_mode=False, disks=None):
                                                   disk_mode=want['disk_mode'] if mode_change else None)]
                 grow_to = None
             if device_changes or extra:
-                disks.reconfigure('reconfiguring disks', device_changes, extra)
+                try:
+                    disks.reconfigure('reconfiguring disks', device_changes, extra)
+                except vc.TaskError as exc:
+                    if attached is not None or slot is None or want.get('_raced'):
+                        raise
+                    return _after_a_race(client, vm, want, check_mode, disks, slot, dc, exc)
             if grow_to is not None:          # after a reattach
                 disks.reconfigure('growing %s' % filename,
                                   [disks.edit_spec(disks.find(filename), size=grow_to)])

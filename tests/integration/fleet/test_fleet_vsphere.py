@@ -602,3 +602,54 @@ def test_failover_vsphere(vs_fleet):
             if host in vf.lv.down:
                 vf.lv.guest_replaced(host)
     assert vf.lv.errors == [], vf.lv.errors
+
+
+def test_two_controllers_run_site_for_the_same_host_at_once_vsphere(vs_fleet):
+    """Two ansible-playbook processes (two controllers) run site.yml for the same host with new vSphere
+    disks, started together: never a duplicate VMDK or a disk attached twice, the host side is
+    serialized (the host's state lock), nothing lost; re-run changed=0."""
+    vf, fleet, uid = vs_fleet, vs_fleet.fleet, vs_fleet.uid
+    h2 = vf.hosts[1]
+    names = ['%s-c%d' % (uid, i) for i in range(2)]
+    vols = {h2: [{'name': n, 'backend': 'vsphere', 'size': '64MiB'} for n in names]}
+    vf.created.setdefault(h2, {}).update((n, 'vsphere') for n in names)
+    invs = [vf.inventory(vols) for _i in range(2)]
+    dirs = [fleet.runner._rundir() for _i in range(2)]   # pylint: disable=protected-access
+    results = [None, None]
+    start = threading.Barrier(2)
+
+    def controller(i):
+        start.wait()
+        results[i] = fleet.runner.run_playbook(SITE_YML, inventory=invs[i], limit=h2, args=['--forks', '3'],
+                                               _rundir=dirs[i])
+    threads = [threading.Thread(target=controller, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(600)
+    for res in results:
+        res.assert_ok()
+    said = ' '.join(' '.join(r.stdout + r.stderr for r in results).split())
+    raced = said.count('at the same time')
+    # one VMDK per name (descriptor, extent, marker), attached to B's VM only, once
+    disks = vf.disks()
+    for n in names:
+        assert disks.get(vmdk(n)) == [vf.vms[h2].name], disks
+    files = [f for f in vf.files() if f.startswith(tuple(names))]
+    assert sorted(files) == sorted(n + suffix for n in names for suffix in ('.vmdk', '-flat.vmdk', '.pv.json')), files
+    # the vSphere calls of both runs: each disk created by one run only
+    made = [r['item']['name'] for res in results
+            for r in res.result('Create, grow or attach the vSphere disks to this host\'s VM', h2)['results']
+            if any(a.startswith('create ') for a in r['actions'])]
+    assert sorted(made) == sorted(names), made
+    fstab = fleet.sh(h2, 'cat /etc/fstab')
+    for n in names:
+        mp = MNT + n
+        assert fstab.count(' %s ' % mp) == 1, fstab
+        assert fleet.sh(h2, 'findmnt -n -o TARGET %s' % mp).strip() == mp
+        write(fleet, h2, n, 'two-controllers-' + n)
+        assert read_back(fleet, h2, n) == 'two-controllers-' + n
+    res = vf.site(vols, limit=h2).assert_ok()
+    assert per_host(res, 'changed')[h2] == 0, res.summary()
+    assert vf.lv.errors == [], vf.lv.errors
+    print('two controllers at once (vsphere): %d concurrent attach(es) settled' % raced)
