@@ -303,8 +303,8 @@ def test_concurrent_attach_by_another_run(monkeypatch, same_disk):
         def mkdir(self, folder, dc):
             pass
 
-    monkeypatch.setattr(vd, 'datastore_vmdk', lambda c, p, d: {'exists': p in disks.attached, 'size': None,
-                                                                'marker': p in markers})
+    monkeypatch.setattr(vd, 'datastore_vmdk',
+                        lambda c, p, d: {'exists': p in disks.attached, 'size': None, 'marker': p in markers})
     monkeypatch.setattr(vd, 'vms_using', lambda c, f, exclude=None: [])
     monkeypatch.setattr(vd, 'read_marker', lambda c, p, dc: markers.get(p))
     monkeypatch.setattr(vd, 'write_marker', lambda c, p, dc, name, size, extra=None: markers.__setitem__(
