@@ -134,6 +134,19 @@ options:
       - Without it a C(poweredOn) VM is refused.
     type: bool
     default: false
+  attached_elsewhere:
+    description:
+      - What O(state=present) does with an existing disk attached to ANOTHER VM (and not to this one) when
+        O(force_detach) is not set.
+      - V(fail) refuses it (the run fails, nothing is changed).
+      - V(skip) leaves it where it is, attached to the other VM; it is not attached here, nothing is
+        changed (not even C(disk.EnableUUID)), RV(attached_elsewhere) names the VMs it lives on, and a
+        warning says so. The C(persistent_volumes.docker.volumes) role uses it, so a host whose disks
+        were moved or failed over to another host never takes them back; it cleans up its own traces
+        of them instead.
+    type: str
+    choices: [fail, skip]
+    default: fail
   enable_uuid:
     description:
       - With O(state=present), make sure C(disk.EnableUUID=TRUE) is set on the VM (set once; never duplicated).
@@ -268,6 +281,14 @@ actions:
   type: list
   elements: str
   sample: ["create 20GiB thin disk [ssd-01] persistent-volumes/pgdata.vmdk at SCSI(0:1)", "set disk.EnableUUID=TRUE on VM docker-01"]
+attached_elsewhere:
+  description:
+    - With O(attached_elsewhere=skip), the names of the other VMs the disk is attached to, where it was left
+      (it is NOT attached to this VM); empty otherwise.
+  returned: always
+  type: list
+  elements: str
+  sample: [docker-02]
 enable_uuid:
   description: The VM's C(disk.EnableUUID) value after the run.
   returned: always
@@ -294,6 +315,7 @@ class VSphereDiskModule(PVModule):
         unit_number=dict(type='int'),
         state=dict(type='str', default='present', choices=['present', 'absent']),
         destroy=dict(type='bool', default=False),
+        attached_elsewhere=dict(type='str', default='fail', choices=['fail', 'skip']),
     )
     argument_spec.update(vspec.vm_spec())
     argument_spec.update(vspec.placement_spec())
@@ -323,6 +345,7 @@ class VSphereDiskModule(PVModule):
             'controller_bus': p['controller_number'], 'unit_number': p['unit_number'],
             'destroy': p['destroy'], 'enable_uuid': p['enable_uuid'],
             'force_detach': p['force_detach'], 'fencing': p['fencing'], 'fence_stop': p['fence_stop'],
+            'attached_elsewhere': p['attached_elsewhere'],
         }
         if p['fence_stop'] and not (p['force_detach'] and p['fencing']):
             raise PVError('fence_stop: true needs force_detach: true and fencing: true')

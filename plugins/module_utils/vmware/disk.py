@@ -475,6 +475,47 @@ def _view(disk, exists, enable_uuid):
     return view
 
 
+def _after_a_race(client, vm, want, check_mode, disks, slot, dc, exc):
+    """The reconfigure that attached (or created) the disk failed: when another run (a second controller
+    for the same host) attached this disk, or took the planned SCSI unit, at the same time, bring the
+    disk to ``want`` once more from what the VM has now; any other failure is raised as it was."""
+    filename = want['filename']
+    disks.refresh()
+    now = disks.find(filename)
+    taken = any(c.busNumber == slot['controller_bus'] for c in disks.controllers.values()) \
+        if slot['new_controller'] else disks._occupant(slot['controller_key'], slot['unit_number']) is not None
+    if now is None and not taken:
+        raise exc
+    if now is not None and now.get('uuid'):
+        # this run may have rewritten the marker (before its create) after the other run recorded the uuid
+        marker = read_marker(client, filename, dc)
+        if marker is not None and not marker.get('uuid'):
+            write_marker(client, filename, dc, marker.get('name') or filename, marker.get('size') or now['size'],
+                         {'uuid': now['uuid']})
+    result = ensure_disk(client, vm, dict(want, _raced=True), check_mode=check_mode, disks=disks)
+    if now is not None:
+        result['warnings'].insert(0, 'another run attached %s to VM %s at the same time (%s); this run uses it'
+                                  % (filename, disks.name, exc))
+    else:
+        result['warnings'].insert(0, 'another run took SCSI(%s:%s) of VM %s at the same time (%s); %s was placed '
+                                  'again' % (slot['controller_bus'], slot['unit_number'], disks.name, exc, filename))
+    return result
+
+
+def _lives_elsewhere(disks, filename, want, others, file_info, enable_uuid):
+    """The result for a disk attached to other VMs only, left there (attached_elsewhere=skip)."""
+    names = [n for _v, n in others]
+    view = _view(None, True, enable_uuid)
+    warning = ('disk %s (%s) lives on VM %s (attached there), not on VM %s: it is not attached here '
+               '(attached_elsewhere=skip); move its entry to that host, or take it over with force_detach'
+               % (want.get('name') or filename, filename, ', '.join(names), disks.name))
+    return {'changed': False, 'actions': [], 'warnings': [warning], 'vm': disks.vm_info(),
+            'diff': {'before': view, 'after': view}, 'attached_elsewhere': names,
+            'disk': {'filename': filename, 'attached': False, 'file_exists': True,
+                     'owned': bool(file_info.get('marker'))},
+            'enable_uuid': enable_uuid}
+
+
 def ensure_disk(client, vm, want, check_mode=False, disks=None):
     """Bring one disk of ``vm`` to ``want``; return the module result (without ``changed`` warnings
     handling beyond the ``warnings`` list).
@@ -482,7 +523,9 @@ def ensure_disk(client, vm, want, check_mode=False, disks=None):
     ``want`` keys: state (present/absent), filename, create (bool: may create a new VMDK at
     filename), name (volume name for the marker), size (bytes or None), provisioning,
     disk_mode (or None = keep), controller_type, controller_bus, unit_number, destroy,
-    enable_uuid.
+    enable_uuid, force_detach/fencing/fence_stop (takeover), attached_elsewhere (``fail``, the
+    default: a disk attached to another VM is refused unless force_detach; ``skip``: it is left
+    there, reported in ``attached_elsewhere`` and a warning, nothing changed).
     """
     disks = VmDisks(client, vm) if disks is None else disks.refresh()
     dc = client.datacenter_of(vm)
@@ -502,6 +545,7 @@ def ensure_disk(client, vm, want, check_mode=False, disks=None):
     marker = None
     owned = None
     takeover = None
+    slot = None
 
     def load_marker():
         return read_marker(client, filename, dc)
@@ -527,6 +571,10 @@ def ensure_disk(client, vm, want, check_mode=False, disks=None):
                                     % (filename, attached['controller_bus'], attached['unit_number'],
                                        key, want[key]))
         else:
+            if file_info['exists'] and want.get('attached_elsewhere') == 'skip' and not want.get('force_detach'):
+                others = vms_using(client, filename, exclude=vm)
+                if others:
+                    return _lives_elsewhere(disks, filename, want, others, file_info, uuid_before)
             slot = disks.plan_slot(want.get('controller_type') or 'pvscsi', want.get('controller_bus'),
                                    want.get('unit_number'))
             mode = want.get('disk_mode') or 'independent_persistent'
@@ -597,7 +645,12 @@ def ensure_disk(client, vm, want, check_mode=False, disks=None):
                                                   disk_mode=want['disk_mode'] if mode_change else None)]
                 grow_to = None
             if device_changes or extra:
-                disks.reconfigure('reconfiguring disks', device_changes, extra)
+                try:
+                    disks.reconfigure('reconfiguring disks', device_changes, extra)
+                except vc.TaskError as exc:
+                    if attached is not None or slot is None or want.get('_raced'):
+                        raise
+                    return _after_a_race(client, vm, want, check_mode, disks, slot, dc, exc)
             if grow_to is not None:          # after a reattach
                 disks.reconfigure('growing %s' % filename,
                                   [disks.edit_spec(disks.find(filename), size=grow_to)])
@@ -664,4 +717,5 @@ def ensure_disk(client, vm, want, check_mode=False, disks=None):
     else:
         result['disk'] = {'filename': filename, 'attached': False, 'file_exists': exists}
     result['enable_uuid'] = enable_after
+    result['attached_elsewhere'] = []
     return result

@@ -20,11 +20,12 @@ or the product's fence_stop through the API); its disks leave it.
 
     lv = LabVSphere(lab, conn, {'host1': vm_moid, ...}).start()      # polls every 0.3 s
     lv.wait_published(vmdk_path, 'host1')
-    lv.guest_died('host1'); ...; lv.guest_replaced('host1')          # power-cycle emulation
+    lv.guest_died('host1'); ...; lv.guest_rebooted('host1')          # power-cycle emulation
+    lv.guest_replaced('host1')                                       # a fresh host instead
     lv.stop()
 
 ``conn``: SmartConnect kwargs (host, port, user, pwd). ``events``: (monotonic time,
-'publish'/'unpublish'/'killed', disk file name or '', host).
+'publish'/'unpublish'/'killed'/'booted', disk file name or '', host).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -274,6 +275,32 @@ class LabVSphere(object):
             if self.power_state(host) != 'poweredOff':
                 self._wait_task(self.vm(host).PowerOffVM_Task())
             self.sync()
+
+    def guest_rebooted(self, host, timeout=120):
+        """Host ``host`` comes back: its VM powered on, then the SAME container started again (its
+        rootfs and /etc/fstab as they were; /dev, /run and dockerd fresh: a reboot whose boot runs
+        ``mount -a``, with the other hosts' loop devices hidden, see lab-init). The disks attached to
+        its VM are published once it has booted. Returns the boot log lines of lab-init."""
+        with self._lock:
+            if self.power_state(host) != 'poweredOn':
+                self._wait_task(self.vm(host).PowerOnVM_Task())
+            container = [h for h in self.lab.hosts if h['name'] == host][0]['container']
+            since = self.lab.docker('inspect', '-f', '{{.State.FinishedAt}}', container).stdout.strip()
+            self.lab.docker('start', container)
+            deadline = time.monotonic() + timeout
+            logs = ''
+            while time.monotonic() < deadline:
+                proc = self.lab.docker('logs', '--since', since, container, check=False, quiet=True)
+                logs = proc.stdout + proc.stderr
+                if 'lab-init: READY' in logs or 'lab-init: ERROR' in logs:
+                    break
+                time.sleep(0.2)
+            if 'lab-init: READY' not in logs:
+                raise AssertionError('lab host %s did not boot again:\n%s' % (host, logs[-3000:]))
+            self.down.discard(host)
+            self.events.append((time.monotonic(), 'booted', '', host))
+            self.sync()
+        return [line for line in logs.splitlines() if line.startswith('lab-init:')]
 
     def guest_replaced(self, host):
         """Bring ``host`` back as a fresh lab host and its VM poweredOn (test clean-up)."""

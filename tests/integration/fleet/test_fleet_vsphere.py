@@ -108,13 +108,15 @@ class VsFleet(object):
     def inventory(self, volumes):
         return self.fleet.inventory(self.groupvars, self.hostvars(volumes))
 
-    def site(self, volumes, check=False):
+    def site(self, volumes, check=False, limit=None):
         for host, vols in volumes.items():
+            if limit is not None and host != limit:
+                continue
             for v in vols:
                 if v.get('state', 'present') == 'present':
                     self.created.setdefault(host, {})[v['name']] = v.get('backend', 'loop')
         return self.fleet.runner.run_playbook(SITE_YML, inventory=self.inventory(volumes), check=check,
-                                              args=['--forks', '3'])
+                                              limit=limit, args=['--forks', '3'])
 
     def move(self, names, src, dst, volumes, force=False, check=False):
         ev = {'pv_move_volumes': names, 'pv_move_from': src, 'pv_move_to': dst, 'pv_move_force': force}
@@ -431,9 +433,72 @@ def container_running(lab, host):
     return out.stdout.strip() == 'true'
 
 
+def old_host_comes_back(vf, names):
+    """After the failover of ``names`` from A (dead) to B: A comes back (its VM powered on, the same
+    container started again: a reboot). Its boot mounts none of the moved disks (their devices are not
+    there; B's were hidden from A's boot); site.yml on A, whose inventory still lists them, warns where
+    each lives (B's VM), cleans A's stale fstab lines and Docker volumes, never attaches them back
+    (B unchanged, data intact); re-run changed=0."""
+    fleet, vols = vf.fleet, vf.vols
+    h1, h2 = vf.hosts[:2]
+    vm_a, vm_b = vf.vms[h1].name, vf.vms[h2].name
+    ours_a = [v['name'] for v in vols[h1] if v.get('backend') == 'vsphere']
+    moved = [n for n in ours_a if vf.disks().get(vmdk(n)) == [vm_b]]     # the failover's (and the move's)
+    assert set(names) <= set(moved), (moved, vf.disks())
+    mps = [MNT + n for n in moved]
+
+    boot = vf.lv.guest_rebooted(h1)
+    fstab_a = fleet.sh(h1, 'cat /etc/fstab')
+    assert all(MNT + n in fstab_a for n in names) and 'nofail' in fstab_a, fstab_a   # A's stale lines
+    for mp in mps:
+        assert fleet.sh(h1, 'findmnt -n %s || true' % mp).strip() == '', (mp, boot)
+    assert set(names) <= set(fleet.docker(h1, ['volume', 'ls', '-q']).split())       # Docker's records kept
+    # B's disks (loop devices over the extent files, kernel-global) were hidden from A's boot
+    hidden = ' '.join(line for line in boot if 'not visible here' in line) + ' '
+    for n in names:
+        dev = fleet.sh(h2, 'findmnt -n -o SOURCE %s' % (MNT + n)).strip()
+        assert dev.startswith('/dev/loop') and ' %s ' % os.path.basename(dev) in hidden, (n, dev, boot)
+        assert vf.lv.where(n + '-flat.vmdk') == [h2]
+
+    # site.yml on A, its inventory still listing them: reported as living on B's VM, A's traces
+    # cleaned, never attached back
+    before_b = (fleet.snapshot(h2), vf.disks())
+    res = vf.site(vols, limit=h1)
+    for n in moved:
+        vf.created[h1][n] = 'device'                # A keeps 'detached' records (host side only)
+    res.assert_ok()
+    assert per_host(res, 'changed')[h1] >= 1, res.summary()
+    said = ' '.join((res.stdout + res.stderr).split())            # the warnings, wrapped by Ansible
+    for n in moved:
+        assert 'disk %s (%s) lives on VM %s (attached there), not on VM %s' % (n, vmdk(n), vm_b, vm_a) in said, \
+            said[-3000:]
+    rec = res.result('Create, grow or attach the vSphere disks to this host\'s VM', h1)
+    left = sorted((r['item']['name'], r['attached_elsewhere'], r['changed']) for r in rec['results']
+                  if r['item']['name'] in moved)
+    assert left == sorted((n, [vm_b], False) for n in moved), rec
+    fstab = fleet.sh(h1, 'cat /etc/fstab')
+    assert not any(mp in fstab for mp in mps), fstab
+    assert not set(moved) & set(fleet.docker(h1, ['volume', 'ls', '-q']).split())
+    assert (fleet.snapshot(h2), vf.disks()) == before_b
+    for n in moved:
+        assert vf.disks()[vmdk(n)] == [vm_b] and vf.lv.where(n + '-flat.vmdk') == [h2]
+    for n in names:
+        assert read_back(fleet, h2, n) == 'fsynced-on-A-' + n
+
+    # re-run: nothing to do, still reported
+    after = vf.state([h1, h2])
+    res = vf.site(vols, limit=h1)
+    for n in moved:
+        vf.created[h1][n] = 'device'
+    res.assert_ok()
+    assert per_host(res, 'changed')[h1] == 0, res.summary()
+    assert 'lives on VM %s' % vm_b in ' '.join((res.stdout + res.stderr).split())
+    assert vf.state([h1, h2]) == after
+
+
 def test_failover_vsphere(vs_fleet):
     """Host A dies (container killed, VM poweredOff): failover.yml takes its 5 disks over on B, fenced;
-    refused while A's VM is poweredOn. Then host C, still up, is fenced by failover.yml itself
+    refused while A's VM is poweredOn. A comes back (:func:`old_host_comes_back`). Then host C, still up, is fenced by failover.yml itself
     (pv_failover_fence_stop: its VM powered off through the API, which kills its guest). Timed next to
     the floor (bare pyvmomi detach+attach of the same 5 disks between the same VMs)."""
     from ansible_collections.persistent_volumes.docker.plugins.module_utils.vmware import disk as vd
@@ -504,6 +569,10 @@ def test_failover_vsphere(vs_fleet):
         assert all(s.get('changed', 0) == 0 for s in res.stats.values()), res.summary()
         assert vf.state([h2, h3]) == after
 
+        t0 = time.monotonic()
+        old_host_comes_back(vf, names)
+        t_back = time.monotonic() - t0
+
         # C is up: refused without pv_failover_fence_stop; with it, C's VM is powered off through the
         # API (the emulation then kills C's guest), and only then the disk is detached from it
         c_vols = {h3: vols[h3]}
@@ -522,11 +591,65 @@ def test_failover_vsphere(vs_fleet):
         assert killed and left_c and killed[0] <= left_c[0], vf.lv.events   # C was dead before the detach
         assert read_back(fleet, h2, s1) == 'fsynced-on-C'
         print('failover of 5 vsphere disks: %.1f s; floor (pyvmomi detach+attach of the same disks): %.2f s; '
-              'ratio %.0f; fence_stop failover of 1 disk: %.1f s' % (t_failover, t_floor, t_failover / t_floor, t_fence))
+              'ratio %.0f; fence_stop failover of 1 disk: %.1f s; A back (reboot, site.yml, re-run): %.1f s'
+              % (t_failover, t_floor, t_failover / t_floor, t_fence, t_back))
     finally:
         for host in (h1, h3):                # A and C are replaced by fresh hosts: nothing of them to clean
+            if host == h1 and host not in vf.lv.down and 'booted' in [ev for _t, ev, _f, h in vf.lv.events if h == h1]:
+                continue                     # A came back: its records are cleaned by the module's clean-up
             vf.abandoned += [vmdk(n) for n, b in vf.created.pop(host, {}).items() if b == 'vsphere']
             vf.abandoned += [vmdk(foreign)] if host == h1 else []
             if host in vf.lv.down:
                 vf.lv.guest_replaced(host)
     assert vf.lv.errors == [], vf.lv.errors
+
+
+def test_two_controllers_run_site_for_the_same_host_at_once_vsphere(vs_fleet):
+    """Two ansible-playbook processes (two controllers) run site.yml for the same host with new vSphere
+    disks, started together: never a duplicate VMDK or a disk attached twice, the host side is
+    serialized (the host's state lock), nothing lost; re-run changed=0."""
+    vf, fleet, uid = vs_fleet, vs_fleet.fleet, vs_fleet.uid
+    h2 = vf.hosts[1]
+    names = ['%s-c%d' % (uid, i) for i in range(2)]
+    vols = {h2: [{'name': n, 'backend': 'vsphere', 'size': '64MiB'} for n in names]}
+    vf.created.setdefault(h2, {}).update((n, 'vsphere') for n in names)
+    invs = [vf.inventory(vols) for _i in range(2)]
+    dirs = [fleet.runner._rundir() for _i in range(2)]   # pylint: disable=protected-access
+    results = [None, None]
+    start = threading.Barrier(2)
+
+    def controller(i):
+        start.wait()
+        results[i] = fleet.runner.run_playbook(SITE_YML, inventory=invs[i], limit=h2, args=['--forks', '3'],
+                                               _rundir=dirs[i])
+    threads = [threading.Thread(target=controller, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(600)
+    for res in results:
+        res.assert_ok()
+    said = ' '.join(' '.join(r.stdout + r.stderr for r in results).split())
+    raced = said.count('at the same time')
+    # one VMDK per name (descriptor, extent, marker), attached to B's VM only, once
+    disks = vf.disks()
+    for n in names:
+        assert disks.get(vmdk(n)) == [vf.vms[h2].name], disks
+    files = [f for f in vf.files() if f.startswith(tuple(names))]
+    assert sorted(files) == sorted(n + suffix for n in names for suffix in ('.vmdk', '-flat.vmdk', '.pv.json')), files
+    # the vSphere calls of both runs: each disk created by one run only
+    made = [r['item']['name'] for res in results
+            for r in res.result('Create, grow or attach the vSphere disks to this host\'s VM', h2)['results']
+            if any(a.startswith('create ') for a in r['actions'])]
+    assert sorted(made) == sorted(names), made
+    fstab = fleet.sh(h2, 'cat /etc/fstab')
+    for n in names:
+        mp = MNT + n
+        assert fstab.count(' %s ' % mp) == 1, fstab
+        assert fleet.sh(h2, 'findmnt -n -o TARGET %s' % mp).strip() == mp
+        write(fleet, h2, n, 'two-controllers-' + n)
+        assert read_back(fleet, h2, n) == 'two-controllers-' + n
+    res = vf.site(vols, limit=h2).assert_ok()
+    assert per_host(res, 'changed')[h2] == 0, res.summary()
+    assert vf.lv.errors == [], vf.lv.errors
+    print('two controllers at once (vsphere): %d concurrent attach(es) settled' % raced)

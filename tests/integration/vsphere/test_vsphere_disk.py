@@ -254,3 +254,51 @@ def test_auth_from_environment_and_bad_password(ansible, vcsim, test_vm, uid):
     r = ansible.run([task(dict(args, validate_certs=True))], env=env)
     r.assert_failed()
     assert 'validate_certs' in r.result('disk')['msg']      # self-signed: clear hint
+
+
+def test_two_runs_create_the_same_disk_at_once(vcsim, vs, test_vm, uid):
+    """Two runs (two controllers, each its own vSphere session) create one disk at the same instant, then
+    two different disks (the same free SCSI unit planned by both): each name ends as ONE VMDK, attached
+    once; the run that lost the race uses what the other attached (unchanged, a warning), or places its
+    own disk again; nothing fails."""
+    import threading
+    from ansible_collections.persistent_volumes.docker.plugins.module_utils.vmware import client as vc
+    from ansible_collections.persistent_volumes.docker.plugins.module_utils.vmware import disk as vd
+
+    def want(name):
+        return dict(state='present', filename='[%s] %s/%s.vmdk' % (DATASTORE, FOLDER, name), create=True,
+                    name=name, size=64 * MIB, provisioning='thin', disk_mode=None, controller_type='pvscsi',
+                    controller_bus=None, unit_number=None, destroy=False, enable_uuid=True, force_detach=False,
+                    fencing=True, fence_stop=False)
+    keys = ('hostname', 'port', 'username', 'password', 'validate_certs')
+    base = len(test_vm.config.hardware.device)
+    raced = 0
+    made = []
+    for names in ([uid + '-same'] * 2, [uid + '-one', uid + '-two']):
+        clients = [vc.VSphere(dict((k, vcsim[k]) for k in keys)).connect() for _i in range(2)]
+        out = [None, None]
+        start = threading.Barrier(2)
+
+        def run(i):
+            start.wait()
+            try:
+                out[i] = vd.ensure_disk(clients[i], vim.VirtualMachine(test_vm._moId, clients[i].si._stub), want(names[i]))
+            except Exception as exc:  # pylint: disable=broad-except
+                out[i] = exc
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        for c in clients:
+            c.close()
+        assert all(isinstance(r, dict) for r in out), out
+        raced += sum(1 for r in out if any('at the same time' in w for w in r['warnings']))
+        created = [r['disk']['filename'] for r in out if any(a.startswith('create ') for a in r['actions'])]
+        assert sorted(created) == sorted(set(want(n)['filename'] for n in names)), out
+        made += created
+        attached = [f for f in disks_of(test_vm) if uid in f]        # each once (a dict: one entry per file)
+        assert sorted(attached) == sorted(made) and len(test_vm.config.hardware.device) == base + len(made), attached
+    assert files(vs, uid) == sorted(uid + n + s for n in ('-one', '-same', '-two')
+                                    for s in ('-flat.vmdk', '.pv.json', '.vmdk'))
+    print('two runs at once: %d lost a race and settled' % raced)
