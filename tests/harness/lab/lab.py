@@ -676,6 +676,17 @@ class Lab(object):
         for host in self.hosts:
             self._host_forwarder(host['name'], ports)
 
+    def forward_into(self, name):
+        """Start host ``name``'s relay of the ports :meth:`expose_machine_ports` made reachable
+        (after that host's reboot: a container restart loses its processes); no-op without any."""
+        try:
+            with open(os.path.join(self.state, 'forward.json')) as handle:
+                ports = json.load(handle)
+        except (OSError, ValueError):
+            ports = []
+        if ports:
+            self._host_forwarder(name, ports)
+
     def _host_forwarder(self, name, ports):
         self.docker('exec', '-d', CONTAINER_PREFIX + name, 'python3', '/opt/pvlab/tcp_forward.py', '127.0.0.1', MACHINE_IP,
                     ','.join(map(str, ports)), '--pidfile', '/run/tcp-forward.pid')

@@ -24,14 +24,10 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import json
-import os
 import threading
 import time
 
 import cinder_fixtures as _cinder  # pylint: disable=import-error
-
-# from tests/harness/lab (on the import path: tests/pytest.ini)
-import lab as lab_mod  # pylint: disable=import-error
 
 
 class AttachmentWatch(object):
@@ -99,25 +95,16 @@ def wait_for(what, predicate, timeout, interval=0.2):
         time.sleep(interval)
 
 
-def _forward_ports(lab):
-    try:
-        with open(os.path.join(lab.state, 'forward.json')) as handle:
-            return json.load(handle)
-    except (OSError, ValueError):
-        return []
-
-
 def boot_services(lab, host, drivers):
     """After the lab host's boot (lab-init: dockerd up): the relay of the cloud endpoints, the
     plugin daemons, and dockerd told about them (the volume_plugin role's activation request)."""
-    ports = _forward_ports(lab)
-    if ports:
-        lab.docker('exec', '-d', lab_mod.CONTAINER_PREFIX + host, '/opt/pvlab/tcp-forward', '127.0.0.1',
-                   lab_mod.MACHINE_IP, ','.join(map(str, ports)), '--pidfile', '/run/tcp-forward.pid')
-        wait_for('tcp-forward in %s' % host,
-                 lambda: lab.exec(host, ['test', '-s', '/run/tcp-forward.pid'], check=False).returncode == 0, 10, 0.05)
+    lab.forward_into(host)
+    ctl = '/opt/persistent-volumes/%s/bin/pv-plugin-ctl'
+    # only the plugins the role installed on this host (pv-loop lives on the loop host only)
+    drivers = [d for d in drivers if lab.exec(host, ['test', '-x', ctl % d], check=False).returncode == 0]
+    assert drivers, 'no plugin daemon installed on %s' % host
     for driver in drivers:
-        lab.exec(host, ['/opt/persistent-volumes/%s/bin/pv-plugin-ctl' % driver, 'start'])
+        lab.exec(host, [ctl % driver, 'start'])
         lab.exec(host, ['docker', 'volume', 'ls', '-q', '--filter', 'driver=' + driver])
     listed = json.loads(lab.exec(host, ['docker', 'info', '-f', '{{json .Plugins.Volume}}']).stdout)
     missing = [d for d in drivers if d not in listed]
