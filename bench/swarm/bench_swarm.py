@@ -8,7 +8,8 @@ time (a fresh 1-replica service per repetition, pinned to the two workers), in a
 
 * ``cinder``  a service with ``--mount type=volume,volume-driver=pv-cinder``: the collection's
               plugin (the volume_plugin role on every node, as tests/integration/swarm sets it up:
-              default fencing policy ``shutoff``, ``pv_plugin_unmount_grace: 0``);
+              the role's DEFAULTS: fencing policy ``shutoff``, ``pv_plugin_unmount_grace: auto``,
+              ``pv_plugin_handover_wait: 20``);
 * ``noop``    the same service with a volume of bench/swarm/noop_plugin.py (a legacy plugin that
               answers every call at once, scope global): the Swarm floor;
 * ``sdk``     the bare openstacksdk detach + attach of one Cinder volume from one worker's Nova
@@ -53,8 +54,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 STATE = os.path.join(REPO, '.state', 'bench', 'swarm')
 TESTS = os.path.join(REPO, 'tests')
-for sub in ('integration', 'integration/cinder', 'integration/plugin', 'integration/swarm', 'harness/lab',
-            'harness/openstack'):
+for sub in ('integration', 'integration/cinder', 'integration/plugin', 'integration/swarm', 'integration/vsphere',
+            'harness/lab', 'harness/openstack', 'harness/vcsim'):
     sys.path.insert(0, os.path.join(TESTS, sub))
 
 import lab as lab_mod  # noqa: E402 pylint: disable=import-error,wrong-import-position
@@ -62,7 +63,7 @@ import lab_hypervisor  # noqa: E402 pylint: disable=import-error,wrong-import-po
 import offline  # noqa: E402 pylint: disable=import-error,wrong-import-position
 import cinder_fixtures  # noqa: E402 pylint: disable=import-error,wrong-import-position
 import pv_integration_helpers as helpers  # noqa: E402 pylint: disable=import-error,wrong-import-position
-import swarm_node_death as death  # noqa: E402 pylint: disable=import-error,wrong-import-position
+import swarm_scenario as scenario  # noqa: E402 pylint: disable=import-error,wrong-import-position
 
 CINDER = 'pv-cinder'
 LOOP = 'pv-loop'
@@ -146,31 +147,39 @@ class SwarmBench(object):
         runner = helpers.AnsibleRunner(workdir, collections_root(), env={
             'ANSIBLE_PYTHON_INTERPRETER': '/usr/bin/python3', 'ANSIBLE_REMOTE_TEMP': '~/.ansible/tmp'})
         inventory = self.lab.inventory(os.path.join(workdir, 'inventory.yml'))
-        playbook = swarm_conftest.plugin_playbook(cinder_fixtures.CLOUDS_YAML, offline.pip_args())
+        # the role's defaults (handover_wait included: the tests shorten it, the bench does not)
+        playbook = swarm_conftest.plugin_playbook(cinder_fixtures.CLOUDS_YAML, offline.pip_args(), handover_wait=None)
         runner.run(playbook, inventory=inventory, args=['--forks', '3']).assert_ok()
         for host in hosts:
             self.start_noop(host)
+        self.guests = scenario.Guests(self.lab, self.hv, None, self.conn)
         self.swarm = self.lab.swarm()
         self.swarm.init()
         self.swarm.docker('swarm', 'update', '--dispatcher-heartbeat', HEARTBEAT)
         log('set-up (lab, servers, plugin role on 3 hosts, Swarm) in %.0f s' % (time.monotonic() - t0))
 
+    def mark_shutoff(self, host):
+        """What the hypervisor reports for a dead guest: its server SHUTOFF (Nova stop)."""
+        server = self.conn.compute.get_server(self.servers[host].id)
+        if server.status != 'SHUTOFF':
+            self.conn.compute.stop_server(server)
+            self.conn.compute.wait_for_server(server, status='SHUTOFF', wait=120, interval=0.3)
+
     def start_noop(self, host):
         container = lab_mod.CONTAINER_PREFIX + host
         self.lab.docker('cp', os.path.join(HERE, 'noop_plugin.py'), container + ':/usr/local/bin/pv-noop-plugin')
         self.lab.docker('exec', '-d', container, 'python3', '/usr/local/bin/pv-noop-plugin', '--driver', NOOP)
-        death.wait_for('noop plugin socket in %s' % host, lambda: self.lab.exec(
+        scenario.wait_for('noop plugin socket in %s' % host, lambda: self.lab.exec(
             host, ['test', '-S', '/run/docker/plugins/%s.sock' % NOOP], check=False).returncode == 0, 20, 0.05)
         self.lab.exec(host, ['docker', 'volume', 'ls', '-q', '--filter', 'driver=' + NOOP])
 
     def revive(self, host):
         """The killed node back (a reboot): its plugins (ours and the noop one) known to dockerd
         BEFORE it joins (Swarm schedules on the node description sent at join)."""
-        death.mark_shutoff(self.conn, self.servers[host].id)
-        self.hv.guest_rebooted(host, self.conn)
-        death.boot_services(self.lab, host, (CINDER, LOOP))
+        self.mark_shutoff(host)
+        self.guests.reboot(host)
         self.start_noop(host)
-        death.rejoin(self.swarm, host)
+        scenario.rejoin(self.swarm, host)
 
     # ------------------------------------------------------------------ one service
     def service(self, contender, tag):
@@ -190,13 +199,14 @@ class SwarmBench(object):
 
     def remove(self, name):
         self.swarm.remove_service(name)
-        death.wait_for('tasks of %s gone' % name, lambda: not any(
+        scenario.wait_for('tasks of %s gone' % name, lambda: not any(
             self.lab.exec(h, ['docker', 'ps', '-aq', '--filter', 'label=com.docker.swarm.service.name=' + name],
                           check=False).stdout.strip() for h in self.workers), 60)
         if name.split('-')[1] == 'cinder':
-            # the last node's Unmount detaches it (grace 0): then Docker's records and the volume go
+            # the last node's Unmount releases it (on a Swarm node: at once, in the background);
+            # then Docker's records and the volume go
             status = json.loads(self.swarm.docker('volume', 'inspect', '-f', '{{json .Status}}', name))
-            death.wait_for('volume %s detached' % name, lambda: self.conn.block_storage.get_volume(
+            scenario.wait_for('volume %s detached' % name, lambda: self.conn.block_storage.get_volume(
                 status['backend_id']).status == 'available', 60)
             for h in self.workers + [self.manager]:
                 proc = self.lab.exec(h, ['docker', 'volume', 'rm', name], check=False)
@@ -214,12 +224,11 @@ class SwarmBench(object):
 
     def failover(self, contender, rep):
         name, node = self.service(contender, 'kill%d' % rep)
-        server = self.servers[node].id
         survivor = [h for h in self.workers if h != node][0]
         mark = len(self.lab.exec(survivor, ['cat', '/var/log/persistent-volumes/%s.log' % CINDER]).stdout)
         t0 = time.monotonic()
-        death.kill_node(self.hv, node)
-        death.mark_shutoff(self.conn, server)
+        self.guests.kill(node)
+        self.mark_shutoff(node)
         fenced = time.monotonic() - t0
         self.swarm.wait_running(name, not_on=node, timeout=180)
         self.record(('failover', contender), time.monotonic() - t0)
@@ -309,7 +318,7 @@ class SwarmBench(object):
                     self.swarm.remove_service(sid)
             for host in list(self.hv.down) if self.hv else []:
                 try:
-                    death.mark_shutoff(self.conn, self.servers[host].id)
+                    self.mark_shutoff(host)
                     self.hv.guest_rebooted(host, self.conn)
                 except Exception as exc:  # pylint: disable=broad-except
                     errors.append('revive %s: %r' % (host, exc))

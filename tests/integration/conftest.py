@@ -40,6 +40,7 @@ import pytest
 import pv_integration_helpers as helpers  # pylint: disable=import-error
 # the lab's session fixtures (one lab per session for fleet/ and swarm/)
 from lab_fixtures import lab, lab_hypervisor, lab_servers  # noqa: F401 pylint: disable=unused-import,import-error
+from lab_fixtures import lab_vclient, lab_vms, lab_vsphere  # noqa: F401 pylint: disable=unused-import,import-error
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 

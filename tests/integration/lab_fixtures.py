@@ -11,6 +11,10 @@ folders run (a fixture imported into two conftests would be two session instance
 * ``lab_servers`` -> {host: Nova server} of the test cloud, one per lab host, named after the
   host's container (needs ``conn``: tests that use it import cinder_fixtures' fixtures).
 * ``lab_hypervisor`` -> tests/harness/openstack/lab_hypervisor.py's ``LabHypervisor`` over them.
+* ``lab_vclient`` / ``lab_vms`` / ``lab_vsphere``: the same hosts as VMs of the vSphere simulator
+  (a session ``vSphere`` client; one powered-on VM per host, named after its container; the
+  emulation tests/harness/vcsim/lab_vsphere.py over them). They need the ``vcsim`` fixture
+  (tests that use them import it from vsphere_fixtures) and pyVmomi (imported when used).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -77,3 +81,40 @@ def lab_hypervisor(lab, lab_servers, tmp_path_factory):
                                str(tmp_path_factory.mktemp('san')), clouds_yaml=_cinder.CLOUDS_YAML).start()
     yield hv
     hv.stop()
+
+
+@pytest.fixture(scope='session')
+def lab_vclient(vcsim):
+    from ansible_collections.persistent_volumes.docker.plugins.module_utils.vmware import client as vc
+    client = vc.VSphere(dict((k, vcsim[k]) for k in ('hostname', 'port', 'username', 'password',
+                                                     'validate_certs'))).connect()
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope='session')
+def lab_vms(lab, lab_vclient):
+    """One powered-on VM (one PVSCSI controller) per lab host, named after its container."""
+    from pyVmomi import vim
+    import pv_vsphere_support as support  # pylint: disable=import-error
+    vms = {}
+    try:
+        for host in lab.hosts:
+            for old, props in lab_vclient.all_props(vim.VirtualMachine, ['name']):
+                if props['name'] == host['container']:           # a killed run's leftover
+                    support.destroy_vm(lab_vclient, old)
+            vms[host['name']] = support.create_vm(lab_vclient, host['container'])
+        yield vms
+    finally:
+        for vm in vms.values():
+            support.destroy_vm(lab_vclient, vm)
+
+
+@pytest.fixture(scope='session')
+def lab_vsphere(lab, lab_vms, vcsim):
+    import lab_vsphere as _lv_mod  # pylint: disable=import-error  (tests/harness/vcsim; needs pyVmomi)
+    lv = _lv_mod.LabVSphere(lab, {'host': vcsim['hostname'], 'port': vcsim['port'], 'user': vcsim['username'],
+                                  'pwd': vcsim['password']},
+                            dict((h, vm._moId) for h, vm in lab_vms.items())).start()
+    yield lv
+    lv.stop()

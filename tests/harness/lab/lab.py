@@ -688,6 +688,9 @@ class Lab(object):
             self._host_forwarder(name, ports)
 
     def _host_forwarder(self, name, ports):
+        # a relay of an earlier expose_machine_ports (other ports) gives way to the new one
+        self.exec(name, ['sh', '-c', 'if [ -s /run/tcp-forward.pid ]; then kill $(cat /run/tcp-forward.pid); '
+                         'rm -f /run/tcp-forward.pid; fi'], check=False)
         self.docker('exec', '-d', CONTAINER_PREFIX + name, 'python3', '/opt/pvlab/tcp_forward.py', '127.0.0.1', MACHINE_IP,
                     ','.join(map(str, ports)), '--pidfile', '/run/tcp-forward.pid')
         deadline = time.monotonic() + 10

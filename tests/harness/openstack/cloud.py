@@ -71,7 +71,7 @@ def connect(timeout=90):
     deadline = time.monotonic() + timeout
     while True:
         try:
-            conn = openstack.connect(cloud='pvtest')
+            conn = openstack.connect(cloud='pvtest', connect_retries=3)
             conn.authorize()
             return conn
         except Exception as exc:  # keystone still starting

@@ -88,7 +88,7 @@ class LabHypervisor(object):
         import openstack
         if self.clouds_yaml:
             os.environ['OS_CLIENT_CONFIG_FILE'] = self.clouds_yaml
-        return openstack.connect(cloud=self.cloud)
+        return openstack.connect(cloud=self.cloud, connect_retries=3)
 
     def _loop(self):
         conn = self._connect()

@@ -36,7 +36,7 @@ spawn() {
 gunicorn_app() {  # gunicorn_app NAME PORT MODULE [env...]
     local name="$1" port="$2" module="$3"; shift 3
     spawn "$name" env "$@" "$VENV/bin/gunicorn" --bind "127.0.0.1:$port" --workers 1 \
-        --worker-class gthread --threads 8 --timeout 300 --graceful-timeout 3 --no-control-socket \
+        --worker-class gthread --threads 8 --timeout 300 --graceful-timeout 3 --keep-alive 75 --no-control-socket \
         --pythonpath "$ETC/wsgi" --name "pv-$name" "$module:application"
 }
 

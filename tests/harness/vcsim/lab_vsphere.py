@@ -266,6 +266,13 @@ class LabVSphere(object):
         if task.info.state == 'error':
             raise RuntimeError('task failed: %s' % task.info.error)
 
+    def kill_guest(self, host):
+        """Host ``host``'s guest dies but vSphere does not know yet (its VM stays poweredOn): its
+        container is killed; :meth:`guest_died` is the hypervisor's report that follows."""
+        with self._lock:
+            if host not in self.down:
+                self._kill(host)
+
     def guest_died(self, host):
         """Host ``host`` dies as a guest does: its container is killed and vSphere reports its VM
         poweredOff (as the hypervisor does when the guest is gone)."""

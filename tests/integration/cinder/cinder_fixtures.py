@@ -65,7 +65,7 @@ def openstack_cloud():
 def connect():
     import openstack
     os.environ['OS_CLIENT_CONFIG_FILE'] = CLOUDS_YAML
-    return openstack.connect(cloud='pvtest')
+    return openstack.connect(cloud='pvtest', connect_retries=3)
 
 
 @pytest.fixture(scope='session')
@@ -214,7 +214,7 @@ class Hypervisor(object):
     def _loop(self):
         import openstack
         os.environ['OS_CLIENT_CONFIG_FILE'] = CLOUDS_YAML
-        conn = openstack.connect(cloud='pvtest')
+        conn = openstack.connect(cloud='pvtest', connect_retries=3)
         while not self._stop.is_set():
             try:
                 self.sync(conn)

@@ -22,6 +22,7 @@ import time
 import pytest
 
 import pv_integration_helpers as helpers  # pylint: disable=import-error
+from attachment_watch import AttachmentWatch, cinder_reader  # pylint: disable=import-error
 
 pytestmark = [pytest.mark.cinder, pytest.mark.timeout(1200)]
 
@@ -218,41 +219,6 @@ def test_site_yml_cinder_fleet(cloud_fleet, uid):
     print('cinder fleet: check %.1f s, first run %.1f s, re-run %.1f s' % (t_check, t_first, t_rerun))
 
 
-class AttachmentWatch(object):
-    """Polls the attachments of Cinder volumes (own connection, every 0.1 s) during a move: the
-    largest number of servers any of them was attached to at once, and the sequence seen."""
-
-    def __init__(self, volume_ids):
-        self.ids = list(volume_ids)
-        self.max_servers = 0
-        self.seen = dict((vid, []) for vid in self.ids)
-        self.polls = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(30)
-
-    def _run(self):
-        c = _cinder.connect()
-        try:
-            while not self._stop.is_set():
-                for vid in self.ids:
-                    servers = tuple(sorted(a['server_id'] for a in c.block_storage.get_volume(vid).attachments or []))
-                    self.max_servers = max(self.max_servers, len(servers))
-                    if not self.seen[vid] or self.seen[vid][-1] != servers:
-                        self.seen[vid].append(servers)
-                self.polls += 1
-                self._stop.wait(0.1)
-        finally:
-            c.close()
-
-
 def test_move_cinder_volume_between_hosts(cloud_fleet, uid):
     cf, fleet = cloud_fleet, cloud_fleet.fleet
     h1, h2, h3 = cf.hosts[:3]
@@ -298,10 +264,10 @@ def test_move_cinder_volume_between_hosts(cloud_fleet, uid):
 
     # the move, with force (the container on A is removed); attachments polled all along
     t0 = time.monotonic()
-    with AttachmentWatch([ids[m1]]) as watch:
+    with AttachmentWatch(cinder_reader([ids[m1]])) as watch:
         res = cf.move([m1], h1, h2, vols, force=True).assert_ok()
     t_move = time.monotonic() - t0
-    assert watch.polls > 10 and watch.max_servers == 1, watch.seen
+    assert watch.polls > 10 and watch.max_attached == 1, watch.seen
     assert watch.seen[ids[m1]] == [(cf.servers[h1].id,), (), (cf.servers[h2].id,)], watch.seen
     cf.created[h1].pop(m1)
     cf.created[h2][m1] = 'cinder'
@@ -369,11 +335,11 @@ def test_failover_from_a_dead_host(cloud_fleet, uid):
     try:
         cf.hv.guest_died(h1, cf.conn)
         t0 = time.monotonic()
-        with AttachmentWatch([ids[n] for n in names]) as watch:
+        with AttachmentWatch(cinder_reader([ids[n] for n in names])) as watch:
             res = failover().assert_ok()
         t_failover = time.monotonic() - t0
         breakdown = res.timings()
-        assert watch.max_servers == 1, watch.seen
+        assert watch.max_attached == 1, watch.seen
         for n in names:
             vol = cf.conn.block_storage.get_volume(ids[n])
             assert [a['server_id'] for a in vol.attachments] == [cf.servers[h2].id]

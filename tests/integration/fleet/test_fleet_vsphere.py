@@ -24,13 +24,12 @@ import time
 import pytest
 
 import pv_integration_helpers as helpers  # pylint: disable=import-error
+from attachment_watch import AttachmentWatch, vsphere_reader  # pylint: disable=import-error
 
 pytest.importorskip('pyVmomi')
 
 from vsphere_fixtures import vcsim  # noqa: F401,E402 pylint: disable=unused-import,import-error,wrong-import-position
 import pv_vsphere_support as support  # noqa: E402 pylint: disable=import-error,wrong-import-position
-# from tests/harness/vcsim (on the import path: tests/pytest.ini)
-import lab_vsphere as _lv_mod  # noqa: E402 pylint: disable=import-error,wrong-import-position
 
 pytestmark = [pytest.mark.vsphere, pytest.mark.timeout(900)]
 
@@ -43,41 +42,6 @@ MNT = '/var/lib/persistent-volumes/mounts/'
 
 def vmdk(name):
     return '[%s] %s/%s.vmdk' % (DS, support.FOLDER, name)
-
-
-@pytest.fixture(scope='session')
-def vclient(vcsim):  # noqa: F811
-    from ansible_collections.persistent_volumes.docker.plugins.module_utils.vmware import client as vc
-    client = vc.VSphere(dict((k, vcsim[k]) for k in ('hostname', 'port', 'username', 'password',
-                                                     'validate_certs'))).connect()
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope='session')
-def lab_vms(lab, vclient):
-    """One powered-on VM (one PVSCSI controller) per lab host, named after its container."""
-    from pyVmomi import vim
-    vms = {}
-    try:
-        for host in lab.hosts:
-            for old, props in vclient.all_props(vim.VirtualMachine, ['name']):
-                if props['name'] == host['container']:           # a killed run's leftover
-                    support.destroy_vm(vclient, old)
-            vms[host['name']] = support.create_vm(vclient, host['container'])
-        yield vms
-    finally:
-        for vm in vms.values():
-            support.destroy_vm(vclient, vm)
-
-
-@pytest.fixture(scope='session')
-def lab_vsphere(lab, lab_vms, vcsim):  # noqa: F811
-    lv = _lv_mod.LabVSphere(lab, {'host': vcsim['hostname'], 'port': vcsim['port'], 'user': vcsim['username'],
-                                  'pwd': vcsim['password']},
-                            dict((h, vm._moId) for h, vm in lab_vms.items())).start()
-    yield lv
-    lv.stop()
 
 
 class VsFleet(object):
@@ -198,10 +162,10 @@ def world_volumes(uid, hosts):
 
 
 @pytest.fixture
-def vs_fleet(world, fleet, vclient, lab_vms, lab_vsphere, vcsim):  # noqa: F811
+def vs_fleet(world, fleet, lab_vclient, lab_vms, lab_vsphere, vcsim):  # noqa: F811
     """The fleet on the module's world; the first user makes the world: site.yml --check on the fresh
     fleet, then site.yml (both kept in ``world['made']`` for test_site_yml_vsphere_fleet)."""
-    vf = VsFleet(fleet, vclient, lab_vms, lab_vsphere, world['uid'], vcsim)
+    vf = VsFleet(fleet, lab_vclient, lab_vms, lab_vsphere, world['uid'], vcsim)
     if world['fleet'] is not None:
         vf.created, vf.foreign, vf.abandoned = world['fleet'].created, world['fleet'].foreign, world['fleet'].abandoned
     world['fleet'] = vf
@@ -237,51 +201,6 @@ def read_back(fleet, host, volume):
 
 def by_path_links(fleet, host):
     return sorted(fleet.sh(host, 'ls /dev/disk/by-path 2>/dev/null || true').split())
-
-
-class DiskWatch(object):
-    """Polls which VMs have the given VMDKs attached (own session, every 0.1 s) during a move or a
-    failover: the largest number of VMs any of them was attached to at once, and the sequence seen."""
-
-    def __init__(self, vcsim, paths):  # noqa: F811
-        self.vcsim = vcsim
-        self.paths = list(paths)
-        self.max_vms = 0
-        self.seen = dict((p, []) for p in self.paths)
-        self.polls = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(30)
-
-    def _run(self):
-        from pyVmomi import vim
-        from ansible_collections.persistent_volumes.docker.plugins.module_utils.vmware import client as vc
-        keys = ('hostname', 'port', 'username', 'password', 'validate_certs')
-        c = vc.VSphere(dict((k, self.vcsim[k]) for k in keys)).connect()
-        try:
-            while not self._stop.is_set():
-                now = dict((p, []) for p in self.paths)
-                for _vm, props in c.all_props(vim.VirtualMachine, ['name', 'config.hardware.device']):
-                    for dev in props.get('config.hardware.device') or []:
-                        name = getattr(getattr(dev, 'backing', None), 'fileName', None)
-                        if isinstance(dev, vim.vm.device.VirtualDisk) and name in now:
-                            now[name].append(props['name'])
-                for p, vms in now.items():
-                    vms = tuple(sorted(vms))
-                    self.max_vms = max(self.max_vms, len(vms))
-                    if not self.seen[p] or self.seen[p][-1] != vms:
-                        self.seen[p].append(vms)
-                self.polls += 1
-                self._stop.wait(0.1)
-        finally:
-            c.close()
 
 
 def test_site_yml_vsphere_fleet(vs_fleet, world):
@@ -396,10 +315,10 @@ def test_move_vsphere_disk_between_hosts(vs_fleet):
 
     # the move, with force (the container on A is removed); attachments polled all along
     t0 = time.monotonic()
-    with DiskWatch(vf.vcsim, [vmdk(m1)]) as watch:
+    with AttachmentWatch(vsphere_reader(vf.vcsim, [vmdk(m1)])) as watch:
         res = vf.move([m1], h1, h2, vols, force=True).assert_ok()
     t_move = time.monotonic() - t0
-    assert watch.polls > 10 and watch.max_vms == 1, watch.seen
+    assert watch.polls > 10 and watch.max_attached == 1, watch.seen
     assert watch.seen[vmdk(m1)] == [(vf.vms[h1].name,), (), (vf.vms[h2].name,)], watch.seen
     vf.created[h1].pop(m1)
     vf.created.setdefault(h2, {})[m1] = 'vsphere'
@@ -547,11 +466,11 @@ def test_failover_vsphere(vs_fleet):
         shift(h3, h1)
 
         t0 = time.monotonic()
-        with DiskWatch(vf.vcsim, [vmdk(n) for n in names]) as watch:
+        with AttachmentWatch(vsphere_reader(vf.vcsim, [vmdk(n) for n in names])) as watch:
             res = vf.failover(h1, h2, vols, {'pv_failover_volumes': names}).assert_ok()
         t_failover = time.monotonic() - t0
         # never on two VMs (the detached moment between two polls may be too short to see)
-        assert watch.polls > 10 and watch.max_vms == 1, watch.seen
+        assert watch.polls > 10 and watch.max_attached == 1, watch.seen
         for n in names:
             seen = [vms for vms in watch.seen[vmdk(n)] if vms]
             assert seen == [(vf.vms[h1].name,), (vf.vms[h2].name,)], watch.seen
@@ -579,10 +498,10 @@ def test_failover_vsphere(vs_fleet):
         res = vf.failover(h3, h2, c_vols).assert_failed()
         assert 'fence_stop' in res.stdout and container_running(fleet.lab, h3), res.summary()
         t0 = time.monotonic()
-        with DiskWatch(vf.vcsim, [vmdk(s1)]) as watch:
+        with AttachmentWatch(vsphere_reader(vf.vcsim, [vmdk(s1)])) as watch:
             res = vf.failover(h3, h2, c_vols, {'pv_failover_fence_stop': True}).assert_ok()
         t_fence = time.monotonic() - t0
-        assert watch.max_vms == 1 and watch.seen[vmdk(s1)][-1] == (vf.vms[h2].name,), watch.seen
+        assert watch.max_attached == 1 and watch.seen[vmdk(s1)][-1] == (vf.vms[h2].name,), watch.seen
         vf.created[h3].pop(s1)
         vf.created[h2][s1] = 'vsphere'
         assert vf.lv.power_state(h3) == 'poweredOff' and not container_running(fleet.lab, h3)

@@ -29,6 +29,8 @@ SD_HOST = 'sd1'
 @pytest.fixture
 def systemd_node(lab, tmp_path, collections_root):
     swarm = lab.swarm()
+    # the session's Swarm (conftest.py) when it exists: this test joins it and leaves it as it was
+    existed = swarm.docker('info', '-f', '{{.Swarm.LocalNodeState}}').strip() == 'active'
     try:
         t0 = time.monotonic()
         lab.add_host(SD_HOST, variant='systemd')
@@ -44,7 +46,8 @@ def systemd_node(lab, tmp_path, collections_root):
             lab.remove_host(SD_HOST)
         if swarm.manager in [h['name'] for h in lab.hosts]:
             lab.exec(swarm.manager, ['docker', 'node', 'rm', '--force', SD_HOST], check=False)
-        swarm.leave()
+        if not existed:
+            swarm.leave()
 
 
 def test_role_in_systemd_mode_on_a_swarm_node(systemd_node, lab, uid):
