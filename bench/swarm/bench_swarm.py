@@ -8,7 +8,8 @@ time (a fresh 1-replica service per repetition, pinned to the two workers), in a
 
 * ``cinder``  a service with ``--mount type=volume,volume-driver=pv-cinder``: the collection's
               plugin (the volume_plugin role on every node, as tests/integration/swarm sets it up:
-              default fencing policy ``shutoff``, ``pv_plugin_unmount_grace: 0``);
+              default fencing policy ``shutoff``, the defaults ``pv_plugin_unmount_grace: auto``
+              and ``pv_plugin_handover_wait: 20``);
 * ``noop``    the same service with a volume of bench/swarm/noop_plugin.py (a legacy plugin that
               answers every call at once, scope global): the Swarm floor;
 * ``sdk``     the bare openstacksdk detach + attach of one Cinder volume from one worker's Nova

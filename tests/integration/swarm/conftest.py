@@ -70,9 +70,9 @@ def plugin_playbook(clouds_yaml, pip_args, loop_host):
     cinder = dict(common, pv_plugin_backend='cinder', pv_plugin_driver=CINDER_DRIVER,
                   pv_plugin_backend_params={'cloud': 'pvtest', 'clouds_yaml': HOST_CLOUDS_YAML,
                                             'server': '{{ pvlab_container }}', 'timeout': 120},
-                  # Swarm hands a volume over at once: the last Unmount detaches before the task
-                  # reports its end, so the new node's Mount finds the volume free
-                  pv_plugin_unmount_grace=0, pv_plugin_timeout=120)
+                  # the role's defaults hand a volume over on Swarm (unmount_grace auto: released at
+                  # once in the background; handover_wait: the new node's Mount waits for it)
+                  pv_plugin_timeout=120)
     loop = dict(common, pv_plugin_backend='loop', pv_plugin_driver=LOOP_DRIVER)
     return [
         {'name': 'Volume plugin pv-cinder on every Swarm node', 'hosts': 'docker_hosts', 'become': True,
