@@ -39,6 +39,8 @@ class World(object):
         self.holders = {}
         self.docker_up = True
         self.fail = None
+        self.swarm = ''                  # Swarm.LocalNodeState of GET /info
+        self.infos = 0                   # GET /info calls
 
 
 class FakeBackend(object):
@@ -101,6 +103,12 @@ class FakeProbe(object):
         if not self.world.docker_up:
             raise PVError('cannot reach the Docker engine')
         return dict((k, list(v)) for k, v in self.world.holders.items())
+
+    def swarm_node_state(self):
+        self.world.infos += 1
+        if not self.world.docker_up:
+            raise PVError('cannot reach the Docker engine')
+        return self.world.swarm
 
 
 def make_driver(tmp_path, world, **cfg):
@@ -530,8 +538,143 @@ def test_unmount_grace(tmp_path, world):
 
 
 def test_config_unmount_grace():
-    assert PluginConfig({}).unmount_grace == 3
-    with pytest.raises(PVError, match='unmount_grace'):
-        PluginConfig({'unmount_grace': 'soon'})
-    with pytest.raises(PVError, match='unmount_grace'):
-        PluginConfig({'unmount_grace': -1})
+    assert PluginConfig({}).unmount_grace == 'auto'
+    assert PluginConfig({'unmount_grace': None}).unmount_grace == 'auto'
+    assert PluginConfig({'unmount_grace': ' Auto '}).unmount_grace == 'auto'
+    assert PluginConfig({'unmount_grace': 0}).unmount_grace == 0
+    assert PluginConfig({'unmount_grace': '2.5'}).unmount_grace == 2.5
+    assert PluginConfig({'unmount_grace': 3600}).unmount_grace == 3600
+    for bad in ('soon', '', 'auto-ish', True, [], {}):
+        with pytest.raises(PVError, match='unmount_grace must be a number of seconds or auto'):
+            PluginConfig({'unmount_grace': bad})
+    for bad in (-1, 3601, '-0.5', 'nan', 'inf'):
+        with pytest.raises(PVError, match='unmount_grace must be between 0 and 3600 seconds or auto'):
+            PluginConfig({'unmount_grace': bad})
+
+
+def test_config_handover_wait():
+    assert PluginConfig({}).handover_wait == 20
+    assert PluginConfig({'handover_wait': 0}).handover_wait == 0
+    assert PluginConfig({'handover_wait': '0.5'}).handover_wait == 0.5
+    with pytest.raises(PVError, match='handover_wait must be a number of seconds, got'):
+        PluginConfig({'handover_wait': 'auto'})
+    with pytest.raises(PVError, match='handover_wait must be a number of seconds'):
+        PluginConfig({'handover_wait': False})
+    for bad in (-1, 3601):
+        with pytest.raises(PVError, match='handover_wait must be between 0 and 3600 seconds'):
+            PluginConfig({'handover_wait': bad})
+
+
+def _until(cond, timeout=5.0):
+    import time
+    deadline = time.monotonic() + timeout
+    while not cond() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return cond()
+
+
+def _mounted_once(tmp_path, world, scope='global', **cfg):
+    d = make_driver(tmp_path, world, **cfg)
+    d.scope = scope                      # the stub engine serves either scope
+    d.start()
+    d.create({'Name': 'g1'})
+    d.mount({'Name': 'g1', 'ID': 'c1'})
+    world.calls[:] = []
+    return d
+
+
+def test_unmount_grace_auto_on_swarm_releases_at_once_in_the_background(tmp_path, world):
+    world.swarm = 'active'
+    d = _mounted_once(tmp_path, world, unmount_grace='auto')
+    assert d.release_delay() == (0, 'swarm')
+    assert d.unmount({'Name': 'g1', 'ID': 'c1'})[1] == 'refs=0 release now (swarm)'
+    assert _until(lambda: not world.mounted and d.timers.pending() == [])
+    assert world.calls == [('g1', 'detached')]
+    assert _until(lambda: any(line.startswith('Release name=g1 ok umount,detach') for line in d.lines))
+    assert world.infos == 1              # cached (SWARM_TTL)
+    d.mount({'Name': 'g1', 'ID': 'c2'})
+    d.unmount({'Name': 'g1', 'ID': 'c2'})
+    assert world.infos == 1
+    assert _until(lambda: not world.mounted)
+
+
+def test_unmount_grace_auto_mount_meanwhile_keeps_the_volume(tmp_path, world):
+    """The background release is a timer: a Mount before it holds the volume lock cancels it."""
+    import time
+    world.swarm = 'active'
+    d = _mounted_once(tmp_path, world, unmount_grace='auto')
+    mp = d.mountpoint('g1')
+    with d.locks.hold('g1'):             # the release's timer fires and waits for the lock
+        assert d.unmount({'Name': 'g1', 'ID': 'c1'})[1] == 'refs=0 release now (swarm)'
+        time.sleep(0.1)
+        assert d.mount({'Name': 'g1', 'ID': 'c2'})[1].startswith('kept')
+    time.sleep(0.2)
+    assert world.mounted == {mp} and world.calls == [] and d.store.refs_of('g1') == ['c2']
+
+
+@pytest.mark.parametrize('state, up', [('inactive', True), ('pending', True), ('locked', True), ('', True),
+                                       ('active', False)])
+def test_unmount_grace_auto_off_swarm_is_3s(tmp_path, world, state, up):
+    world.swarm, world.docker_up = state, up
+    d = _mounted_once(tmp_path, world, unmount_grace='auto')
+    assert d.unmount({'Name': 'g1', 'ID': 'c1'})[1] == 'refs=0 release in 3s'
+    assert world.mounted == {d.mountpoint('g1')} and d.timers.pending() == ['g1']
+    d.flush()
+    assert not world.mounted
+
+
+def test_unmount_grace_auto_loop_is_3s_without_asking_docker(tmp_path, world):
+    world.swarm = 'active'
+    d = _mounted_once(tmp_path, world, scope='local', unmount_grace='auto')
+    assert d.unmount({'Name': 'g1', 'ID': 'c1'})[1] == 'refs=0 release in 3s'
+    assert world.infos == 0
+    d.flush()
+
+
+@pytest.mark.parametrize('grace', [0, '0'])
+def test_unmount_grace_zero_releases_inside_the_unmount_even_on_swarm(tmp_path, world, grace):
+    world.swarm = 'active'
+    d = _mounted_once(tmp_path, world, unmount_grace=grace)
+    assert d.unmount({'Name': 'g1', 'ID': 'c1'})[1] == 'refs=0 umount,detach'
+    assert not world.mounted and world.infos == 0
+
+
+def test_unmount_grace_number_on_swarm_is_kept(tmp_path, world):
+    world.swarm = 'active'
+    d = _mounted_once(tmp_path, world, unmount_grace=7)
+    assert d.unmount({'Name': 'g1', 'ID': 'c1'})[1] == 'refs=0 release in 7s'
+    d.flush()
+    assert not world.mounted
+
+
+def test_swarm_state_probe():
+    class Probe(object):
+        def __init__(self):
+            self.answers = ['active', PVError('down'), 'inactive']
+
+        def swarm_node_state(self):
+            answer = self.answers.pop(0)
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+    state = pdriver.SwarmState(Probe(), ttl=0)
+    assert [state.active(), state.active(), state.active()] == [True, False, False]
+    assert pdriver.SwarmState(object()).active() is False     # a probe that cannot tell
+
+
+def test_docker_client_swarm_node_state():
+    from ansible_collections.persistent_volumes.docker.plugins.module_utils.docker import client
+
+    class Api(object):
+        def __init__(self, info):
+            self._info = info
+
+        def info(self):
+            if isinstance(self._info, Exception):
+                raise self._info
+            return self._info
+    assert client.swarm_node_state(Api({'Swarm': {'LocalNodeState': 'active'}})) == 'active'
+    assert client.swarm_node_state(Api({'Swarm': {}})) == ''
+    assert client.swarm_node_state(Api({})) == ''
+    with pytest.raises(PVError, match='cannot reach the Docker engine'):
+        client.swarm_node_state(Api(OSError('refused')))

@@ -79,14 +79,26 @@ class Cloud(object):
         self.fs = ('ext4', 'uuid', 1 << 30)
         self.fsck = ['checked']
         self.fsck_error = None           # an exception the check raises instead
+        self.lookups = 0
+        self.forgets = 0
+        self.on_lookup = None            # called with the lookup count (the other node's progress)
+        self.gone = False                # deleted on the backend
 
 
 class Backend(object):
     def __init__(self, cloud):
         self.cloud = cloud
 
+    def forget_reads(self):
+        self.cloud.forgets += 1
+
     def lookup(self, requests):
         c = self.cloud
+        c.lookups += 1
+        if c.on_lookup is not None:
+            c.on_lookup(c.lookups)
+        if c.gone:
+            return {}
         return dict((r.name, BackendVolume(r.name, 'vid', 1 << 30, attached_here=c.attached_to == 'here',
                                            attached_to=c.attached_to)) for r in requests)
 
@@ -124,6 +136,8 @@ class Engine(object):
         out = []
         for spec in specs:
             self.cloud.calls.append(('apply', spec['state']))
+            if spec['state'] == 'absent' and self.cloud.attached_to == 'dead':
+                raise PVError('engine: volume v1 (vid) is attached to server(s) dead; refusing to delete it')
             if spec['state'] == 'present':
                 if self.cloud.attached_to == 'dead':
                     raise PVError('engine: attach refused')
@@ -159,7 +173,7 @@ def cloud(monkeypatch):
 def make(tmp_path, cloud, policy='shutoff', backend='cinder', **extra):
     cloud.policy = policy
     raw = dict({'driver': 'pv-unit', 'backend': backend, 'root': str(tmp_path / 'root'),
-                'socket': str(tmp_path / 'p.sock'), 'unmount_grace': 0, 'fencing': policy,
+                'socket': str(tmp_path / 'p.sock'), 'unmount_grace': 0, 'fencing': policy, 'handover_wait': 0,
                 'backend_params': {'cloud': 'nowhere'}}, **extra)
     lines = []
 
@@ -333,3 +347,139 @@ def test_explicit_force_detach_false_never_takes_over(tmp_path, cloud, monkeypat
     with pytest.raises(RequestError, match='SHUTOFF.*force_detach: false in pv_plugin_backend_params'):
         mount(drv)
     assert cloud.calls == [('check', 'attach')] and cloud.attached_to == 'dead'
+
+
+# -- handover: a Mount/Remove waits for the other node's release (handover_wait) -------------
+
+def released_after(cloud, lookups):
+    def progress(count):
+        if count >= lookups:
+            cloud.attached_to = None     # the other node's background detach finished
+    return progress
+
+
+def test_handover_released_during_the_wait_is_a_plain_attach(tmp_path, cloud):
+    drv = make(tmp_path, cloud, handover_wait=5)
+    cloud.on_lookup = released_after(cloud, 3)
+    answer, note = mount(drv)
+    assert answer['Mountpoint'] == drv.mountpoint('v1')
+    assert note.startswith('released by dead after ') and note.endswith('mounted refs=1') and 'taken over' not in note
+    assert ('attach', 'dead') not in cloud.calls and not [c for c in cloud.calls if c[0] == 'fsck']
+    assert cloud.calls[-1] == ('apply', 'present') and cloud.forgets >= 2
+    assert 'takeover' not in drv.store.volumes['v1'] and drv.store.refs_of('v1') == ['c1']
+    assert not any('taking over' in line or 'takeover' in line for line in drv.lines)
+    assert any('dead released it after' in line and 'plain attach' in line for line in drv.lines)
+
+
+def test_handover_fence_holds_during_the_wait_takes_over_in_the_same_mount(tmp_path, cloud):
+    drv = make(tmp_path, cloud, handover_wait=5)
+
+    def progress(count):
+        if count >= 3:
+            cloud.status = 'SHUTOFF'     # the dead node's server is off now
+    cloud.on_lookup = progress
+    answer, note = mount(drv)
+    assert answer['Mountpoint'] and 'taken over from dead' in note
+    assert [c[0] for c in cloud.calls][-4:] == ['check', 'attach', 'fsck', 'apply']
+    assert ('attach', 'dead') in cloud.calls and 'takeover' not in drv.store.volumes['v1']
+
+
+def test_handover_nothing_happens_refuses_after_handover_wait(tmp_path, cloud):
+    import time
+    drv = make(tmp_path, cloud, handover_wait=0.5)
+    started = time.monotonic()
+    with pytest.raises(RequestError) as err:
+        mount(drv)
+    elapsed = time.monotonic() - started
+    assert 0.4 <= elapsed < 10
+    msg = str(err.value)
+    assert msg.startswith('Mount of v1 refused after waiting ') and 's for its release (handover_wait): ' in msg
+    assert 'ACTIVE' in msg and 'policy shutoff' in msg
+    assert set(cloud.calls) == set([('check', 'attach')]) and len(cloud.calls) >= 2   # reads only
+    assert cloud.forgets >= 1 and cloud.attached_to == 'dead' and not cloud.mounted
+    assert 'takeover' not in drv.store.volumes['v1'] and drv.store.refs_of('v1') == []
+
+
+def test_handover_zero_refuses_at_once_as_before(tmp_path, cloud):
+    drv = make(tmp_path, cloud, handover_wait=0)
+    with pytest.raises(RequestError, match='^Mount of v1 refused: '):
+        mount(drv)
+    assert cloud.calls == [('check', 'attach')] and cloud.forgets == 0
+
+
+def test_handover_policy_stop_waits_for_the_release_before_stopping(tmp_path, cloud):
+    drv = make(tmp_path, cloud, policy='stop', handover_wait=5)
+    cloud.on_lookup = released_after(cloud, 2)
+    answer, note = mount(drv)
+    assert note.startswith('released by dead') and ('stop', 'dead') not in cloud.calls
+    assert [c[0] for c in cloud.calls] == ['apply']
+    # nobody releases it: stopped (the fence) only after handover_wait
+    drv.unmount({'Name': 'v1', 'ID': 'c1'})
+    cloud.attached_to, cloud.status, cloud.on_lookup = 'dead', 'ACTIVE', None
+    cloud.mounted.clear()
+    drv2 = make(tmp_path / 'b', cloud, policy='stop', handover_wait=0.3)
+    del cloud.calls[:]
+    answer, note = mount(drv2)
+    assert 'taken over from dead' in note
+    assert [c[0] for c in cloud.calls] == ['check', 'stop', 'attach', 'fsck', 'apply']
+
+
+def test_handover_gone_during_the_wait(tmp_path, cloud):
+    drv = make(tmp_path, cloud, handover_wait=5)
+
+    def gone(count):
+        if count >= 2:
+            cloud.gone, cloud.attached_to = True, None
+    cloud.on_lookup = gone
+    answer, note = mount(drv)
+    assert note == 'mounted refs=1'                  # the engine run deals with it (here: makes it)
+    assert [c[0] for c in cloud.calls] == ['check', 'apply']
+
+
+def test_remove_waits_for_the_other_nodes_release(tmp_path, cloud):
+    drv = make(tmp_path, cloud, handover_wait=5)
+    cloud.on_lookup = released_after(cloud, 3)
+    answer, note = drv.remove({'Name': 'v1'})
+    assert note.startswith('deleted (released by dead after ')
+    assert cloud.calls == [('apply', 'absent')] and 'v1' not in drv.store.volumes
+    assert cloud.forgets >= 2
+
+
+def test_remove_still_attached_elsewhere_fails_clearly(tmp_path, cloud):
+    import time
+    drv = make(tmp_path, cloud, handover_wait=0.5)
+    started = time.monotonic()
+    with pytest.raises(RequestError, match=r'volume v1 is still attached to dead after waiting \d+s for its '
+                                           r'release \(handover_wait\); not removed'):
+        drv.remove({'Name': 'v1'})
+    assert 0.4 <= time.monotonic() - started < 10
+    assert cloud.calls == [] and 'v1' in drv.store.volumes
+
+
+def test_remove_not_attached_anywhere_does_not_wait(tmp_path, cloud):
+    drv = make(tmp_path, cloud, handover_wait=30)
+    cloud.attached_to = None
+    assert drv.remove({'Name': 'v1'})[1] == 'deleted' and cloud.forgets == 0
+
+
+def test_forget_reads_makes_the_next_reads_fresh(tmp_path):
+    import threading
+    from ansible_collections.persistent_volumes.docker.plugins.module_utils.backends import base, loop, vsphere
+    compute = FakeCompute({'dead': 'ACTIVE'})
+    att = Attachments(FakeClient(compute), None, {'force_detach': True})
+    with pytest.raises(Refused, match='ACTIVE'):
+        att.check_foreign(vol_on('dead'), Server('here', 'ACTIVE'))
+    compute.states['dead'] = 'SHUTOFF'
+    with pytest.raises(Refused, match='ACTIVE'):                 # read once per check round
+        att.check_foreign(vol_on('dead'), Server('here', 'ACTIVE'))
+    att.forget_reads()
+    assert att.check_foreign(vol_on('dead'), Server('here', 'ACTIVE')) == ['dead']
+    assert base.Backend().forget_reads() is None
+    lb = loop.LoopBackend({'root': str(tmp_path)})
+    lb._loops = {}
+    lb.forget_reads()
+    assert lb._loops is None
+    vb = vsphere.VSphereBackend.__new__(vsphere.VSphereBackend)
+    vb._lock, vb._disks = threading.RLock(), object()
+    vb.forget_reads()
+    assert vb._disks is None

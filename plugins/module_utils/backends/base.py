@@ -109,6 +109,13 @@ class Backend(object):
         """Every volume this collection owns on the backend, as BackendVolumes."""
         raise NotImplementedError
 
+    def forget_reads(self):
+        """Drop what this instance cached from earlier reads (attachments, the VM's disks, loop
+        devices), so that the next :meth:`lookup`/:meth:`check` reads the backend afresh (the
+        plugin daemon's wait for another node's release re-reads with it). Default: nothing
+        cached."""
+        return None
+
     def check(self, volume, action, request=None):
         """Read-only, called while planning (check mode too): raise :class:`common.Refused` (or
         :class:`common.InUse`) when ``action`` (``create``, ``grow``, ``attach``, ``detach``,

@@ -76,6 +76,10 @@ class CinderBackend(Backend):
     def lookup(self, requests):
         return self.cloud.volumes.lookup(requests)
 
+    def forget_reads(self):
+        """The other servers' states read once per check round (lookups list the volumes afresh)."""
+        self.cloud.attachments.forget_reads()
+
     def check(self, volume, action, request=None):
         """The refusals of grow/attach/detach/delete, made while planning (reads only): not ours,
         attached to another server (fencing rules for attach; always for delete)."""

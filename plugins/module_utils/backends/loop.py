@@ -82,6 +82,10 @@ class LoopBackend(Backend):
         self.image_dir = self.params.get('image_dir') or os.path.join(root, 'images')
         self._loops = None
 
+    def forget_reads(self):
+        """The loop devices are listed again on next use."""
+        self._loops = None
+
     def image_path(self, name):
         return os.path.join(self.image_dir, name + '.img')
 

@@ -143,6 +143,11 @@ class VSphereBackend(Backend):
             self._disks = vd.VmDisks(self.client, self.vm)
         return self._disks
 
+    def forget_reads(self):
+        """This VM's disks are read again on next use (other VMs' disks are read on every lookup)."""
+        with self._lock:
+            self._disks = None
+
     def datastore(self, name):
         if name not in self._ds:
             self._ds[name] = self.client.find_datastore(name, self.dc)

@@ -156,3 +156,16 @@ def volume_holders(api, driver):
             if mount.get('Type') == 'volume' and mount.get('Driver') == driver and mount.get('Name'):
                 holders.setdefault(mount['Name'], []).append(container.get('Id'))
     return holders
+
+
+def swarm_node_state(api):
+    """This engine's Swarm state (``GET /info`` -> ``Swarm.LocalNodeState``: ``active``,
+    ``inactive``, ``pending``, ``error``, ``locked``; ``''`` when not reported). Does not call
+    volume plugins (safe while Docker waits on the plugin)."""
+    try:
+        info = api.info()
+    except (APIError, DockerException) as exc:
+        raise PVError('cannot read the Docker engine info: %s' % exc)
+    except Exception as exc:  # pylint: disable=broad-except
+        raise PVError('cannot reach the Docker engine: %s' % exc)
+    return str(((info or {}).get('Swarm') or {}).get('LocalNodeState') or '')

@@ -72,6 +72,10 @@ class Attachments(object):
                               % (volume.name, volume.id, srv.name, sid, srv.status))
         return others
 
+    def forget_reads(self):
+        """The next checks read the other servers again (see :meth:`server_once`)."""
+        self._seen.clear()
+
     def server_once(self, server_id):
         """The server ``server_id`` (None when gone), read once for the checks of one call (several
         volumes attached to one other server: one read, not one per volume)."""

@@ -18,7 +18,8 @@ Example (every key but ``backend`` is optional)::
       "lost_found": "remove",
       "docker_host": "unix:///var/run/docker.sock",
       "timeout": 300,
-      "unmount_grace": 3,
+      "unmount_grace": "auto",
+      "handover_wait": 20,
       "fencing": "shutoff",
       "fsck_repair": false,
       "debug": false
@@ -38,6 +39,12 @@ through the cloud API (``stop``: ``fence_stop``), or whatever its state (``off``
 (configurations older than the policy). ``fsck_repair``: a volume taken over that way
 gets a read-only filesystem check before it is mounted; with errors the Mount is refused,
 unless ``fsck_repair`` is true (then it is repaired).
+``unmount_grace``: seconds (0..3600) between the last Unmount and the release (unmount,
+detach; 0: inside the Unmount), or ``auto`` (the default): a ``global`` backend on an active
+Docker Swarm node releases at once in the background (the task's new node waits for it), any
+other case after :data:`AUTO_GRACE` seconds. ``handover_wait``: seconds (0..3600, default 20)
+a Mount (or a Remove) of a volume attached to another server/VM waits for that node's release
+(or, for a Mount, for the fence to hold) before it is refused.
 Values under keys that look secret are collected so the daemon can scrub them
 from every log line and error it returns.
 """
@@ -63,7 +70,7 @@ LOST_FOUND = ('remove', 'keep')
 DEFAULT_KEYS = ('size', 'fstype', 'mount_options', 'uid', 'gid', 'mode', 'backend_options')
 KNOWN_KEYS = ('driver', 'backend', 'backend_params', 'root', 'socket', 'defaults', 'max_size',
               'mkfs_options', 'lost_found', 'docker_host', 'timeout', 'unmount_grace', 'fencing',
-              'fsck_repair', 'debug')
+              'fsck_repair', 'debug', 'handover_wait')
 #: the fencing policy -> the backend's takeover parameters (the same for cinder and vsphere)
 FENCING_POLICIES = {
     'shutoff': {'force_detach': True, 'fencing': True, 'fence_stop': False},
@@ -71,6 +78,9 @@ FENCING_POLICIES = {
     'off': {'force_detach': True, 'fencing': False, 'fence_stop': False},
 }
 FENCED_BACKENDS = ('cinder', 'vsphere')
+#: ``unmount_grace: auto`` off Swarm (or for a local backend): seconds before the release
+AUTO_GRACE = 3.0
+MAX_WAIT = 3600
 
 
 class PluginConfig(object):
@@ -155,12 +165,13 @@ class PluginConfig(object):
             self.timeout = int(raw.get('timeout') or 300)
         except (TypeError, ValueError):
             raise PVError('timeout must be a number of seconds')
-        try:
-            self.unmount_grace = float(raw.get('unmount_grace', 3))
-        except (TypeError, ValueError):
-            raise PVError('unmount_grace must be a number of seconds')
-        if not 0 <= self.unmount_grace <= 3600:
-            raise PVError('unmount_grace must be between 0 and 3600 seconds')
+        grace = raw.get('unmount_grace')
+        if grace is None or (isinstance(grace, str) and grace.strip().lower() == 'auto'):
+            self.unmount_grace = 'auto'
+        else:
+            self.unmount_grace = seconds(grace, 'unmount_grace', ' or auto')
+        wait = raw.get('handover_wait')
+        self.handover_wait = 20.0 if wait is None else seconds(wait, 'handover_wait')
         self.debug = bool(raw.get('debug'))
         self.secrets = sorted(set(collect_secrets(self.backend_params)), key=len, reverse=True)
 
@@ -194,6 +205,19 @@ class PluginConfig(object):
 
 
 _PAIR_RE = re.compile(r'''((?:password|passwd|secret|token)["']?\s*[:=]\s*["']?)[^\s"',}]+''', re.I)
+
+
+def seconds(value, key, alternative=''):
+    """``value`` (a number, or a string holding one) as seconds in 0..:data:`MAX_WAIT`."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError(value)
+        number = float(value)
+    except (TypeError, ValueError):
+        raise PVError('%s must be a number of seconds%s, got %r' % (key, alternative, value))
+    if not 0 <= number <= MAX_WAIT:     # NaN fails too
+        raise PVError('%s must be between 0 and %d seconds%s, got %r' % (key, MAX_WAIT, alternative, value))
+    return number
 
 
 def policy_of(params):

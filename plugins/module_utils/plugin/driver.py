@@ -22,8 +22,20 @@ Lifecycle of a volume:
 * ``Mount`` (per caller ID) attaches and mounts it for the first user (engine
   ``present``); later callers only add their ID. ``Unmount`` drops the ID; the last
   one unmounts and detaches (engine ``detached``) ``unmount_grace`` seconds later
-  (default 3) unless a Mount comes first (Docker mounts a volume at container create
-  and again at start; a restart is Unmount + Mount). Remove and shutdown release at once.
+  unless a Mount comes first (Docker mounts a volume at container create and again at
+  start; a restart is Unmount + Mount). Remove and shutdown release at once.
+  ``unmount_grace: auto`` (the default, :meth:`VolumeDriver.release_delay`): on an active
+  Docker Swarm node (``GET /info``, cached :data:`SWARM_TTL` seconds) a ``global`` volume is
+  released at once in the background (the Unmount answers first; a timer with no delay, so a
+  Mount meanwhile cancels it or waits for it under the volume lock): Swarm mounts it on the
+  task's new node right away. Elsewhere (not Swarm, ``local`` scope, Docker not answering)
+  :data:`.config.AUTO_GRACE` seconds.
+* Attached to another server/VM because that node is still releasing it (a Swarm task moved,
+  ``docker service rm``): ``Mount`` and ``Remove`` wait for the release up to ``handover_wait``
+  seconds, re-reading the volume afresh (:meth:`VolumeDriver._await_release`); a volume released
+  meanwhile is attached as usual (no takeover). A Mount whose fence comes to hold meanwhile (the
+  other server SHUTOFF / VM poweredOff) goes on with the takeover below; with the policies
+  ``stop`` and ``off`` (the fence is the daemon's own doing) the wait comes first.
 * Attached to another server/VM (its host died, Swarm moved the task here): ``Mount`` takes it
   over only through the backend's fenced force-detach (:meth:`VolumeDriver._take_over`): the
   refusal check first (reads only: the other server must be SHUTOFF / poweredOff, or be
@@ -63,17 +75,21 @@ import time
 
 from ..backends import registry
 from ..backends.base import VolumeRequest, get_backend
-from ..common import PVError, Refused, human_size, parse_size, read_json, validate_name
+from ..common import AGAIN, PVError, Refused, human_size, parse_size, poll, read_json, validate_name
 from ..core.engine import Engine, VolumeSpec
 from ..core.state import StateStore
 from ..docker import client as docker_client
 from ..host import chain as host
 from . import protocol
+from .config import AUTO_GRACE
 from .protocol import RequestError
 from .refs import PluginStore, ReleaseTimers, VolumeLocks
 
 BASE_OPTS = ('size', 'fstype', 'mount_options', 'uid', 'gid', 'mode')
 LISTING_TTL = 10.0          # seconds a backend listing is answered from without a refresh
+SWARM_TTL = 10.0            # seconds the Swarm state of this Docker host is answered from
+#: the wait for another node's release: first re-read after 0.2 s, growing x1.25 up to 1 s
+HANDOVER_POLL = (0.2, 1.25, 1.0)
 
 
 def _now_iso():
@@ -101,6 +117,42 @@ class DockerHolders(object):
         except PVError:
             self.api = None
             raise
+
+    def swarm_node_state(self):
+        """``Swarm.LocalNodeState`` of this Docker host (``active`` on a Swarm node)."""
+        try:
+            if self.api is None:
+                self.api = docker_client.connect(self.params, env={})
+            return docker_client.swarm_node_state(self.api)
+        except PVError:
+            self.api = None
+            raise
+
+
+class SwarmState(object):
+    """Is this Docker host an active Swarm node? Asked through the probe (:class:`DockerHolders`),
+    the answer kept ``ttl`` seconds; Docker not answering (or a probe that cannot tell) counts
+    as not Swarm."""
+
+    def __init__(self, probe, ttl=SWARM_TTL):
+        self.probe = probe
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._answer = None
+        self._at = 0.0
+
+    def active(self):
+        with self._lock:
+            if self._answer is not None and time.monotonic() - self._at < self.ttl:
+                return self._answer
+        ask = getattr(self.probe, 'swarm_node_state', None)
+        try:
+            answer = ask is not None and ask() == 'active'
+        except Exception:  # pylint: disable=broad-except
+            answer = False
+        with self._lock:
+            self._answer, self._at = answer, time.monotonic()
+        return answer
 
 
 class RemoteListing(object):
@@ -173,6 +225,7 @@ class VolumeDriver(object):
         self.unverified = set()            # (name, id) read from disk, not yet confirmed by Docker
         self.engine_factory = engine_factory or self._make_engine
         self.probe = probe if probe is not None else DockerHolders(config.docker_host)
+        self.swarm = SwarmState(self.probe)
         self.mount_table = mounts or mount_table
         self.logger = logger or (lambda line: None)
         self.wake = threading.Event()
@@ -364,13 +417,60 @@ class VolumeDriver(object):
                 rec = self._remote_record(name)
                 if rec is None:
                     return protocol.ok(), 'unknown, nothing to do'
-            self._apply([self.spec(name, rec, 'absent')])
+            engine = self.engine_factory()
+            try:
+                waited = self._released_for_remove(name, engine)
+                self._apply([self.spec(name, rec, 'absent')], engine)
+            finally:
+                _close(engine)
             with self.store.mutex:
                 self.store.volumes.pop(name, None)
                 self.store.refs.pop(name, None)
             self.store.save()
             self.listing.drop(name)
-            return protocol.ok(), 'deleted'
+            return protocol.ok(), 'deleted' + waited
+
+    def _released_for_remove(self, name, engine):
+        """Remove of a volume still attached to another server/VM (that node's background release
+        after ``docker service rm``): wait for the release up to ``handover_wait`` (volume lock held
+        by the caller). Returns a note; raises :class:`RequestError` when it stays attached there."""
+        if self.scope != 'global':
+            return ''
+        backend = engine.backend(self.cfg.backend)
+        vol = backend.lookup([VolumeRequest(name, None)]).get(name)
+        if vol is None or not _elsewhere(vol):
+            return ''
+        other, started = vol.attached_to, time.monotonic()
+        vol = self._await_release(name, backend, vol)
+        waited = time.monotonic() - started
+        if vol is not None and _elsewhere(vol):
+            raise RequestError('volume %s is still attached to %s after waiting %.0fs for its release '
+                               '(handover_wait); not removed. Remove it once that node released it (or '
+                               'detach it there)' % (name, vol.attached_to, waited))
+        self.logger('Remove name=%s: %s released it after %.1fs' % (name, other, waited))
+        return ' (released by %s after %.1fs)' % (other, waited)
+
+    def _await_release(self, name, backend, vol, settled=None):
+        """THE wait for another node's release of ``name`` (volume lock held by the caller): re-read
+        the volume afresh (:meth:`Backend.forget_reads`) every 0.2 s, growing x1.25 up to 1 s, until it
+        is gone, no longer attached to another server/VM, or ``settled(vol)`` holds; at most
+        ``handover_wait`` seconds. ``vol`` is the read made just before (the first round uses it).
+        Returns the last read (None: gone)."""
+        state = {'vol': vol, 'first': True}
+
+        def attempt():
+            if state['first']:
+                state['first'] = False
+            else:
+                backend.forget_reads()
+                state['vol'] = backend.lookup([VolumeRequest(name, None)]).get(name)
+            current = state['vol']
+            if current is None or not _elsewhere(current) or (settled is not None and settled(current)):
+                return current
+            return AGAIN
+        interval, factor, most = HANDOVER_POLL
+        return poll(attempt, self.cfg.handover_wait, lambda: state['vol'],
+                    interval=interval, factor=factor, max_interval=most)
 
     def mount(self, body):
         name = self.check_name(body)
@@ -415,14 +515,18 @@ class VolumeDriver(object):
         vol = backend.lookup([VolumeRequest(name, None)]).get(name)
         if vol is None:
             return None                 # gone: the engine run says so
-        foreign = bool(vol.attached_to) and not vol.attached_here
+        foreign = _elsewhere(vol)
         if not foreign and not pending:
             return None
+        handed = None
         if foreign:
-            try:
-                backend.check(vol, 'attach')            # reads only: refused -> nothing changed
-            except Refused as exc:
-                raise RequestError(self._refusal(name, exc))
+            vol, handed = self._handover(name, backend, vol)
+            if vol is None:
+                return None             # gone meanwhile: the engine run says so
+            foreign = _elsewhere(vol)
+            if not foreign and not pending:
+                return handed           # released by the other node: a plain attach follows
+        if foreign:
             pending = vol.attached_to
             self._mark_takeover(name, rec, pending)
         store = StateStore(self.root)
@@ -450,6 +554,43 @@ class VolumeDriver(object):
         self._mark_takeover(name, rec, None)
         return 'taken over from %s (fsck: %s)' % (pending, ','.join(done) or 'no filesystem')
 
+    def _handover(self, name, backend, vol):
+        """``vol`` is attached to another server/VM: wait (:meth:`_await_release`) until that node
+        releases it, or (policy ``shutoff``) until the backend's takeover check passes (the fence
+        holds: SHUTOFF / poweredOff). Returns (the volume as read last, a note when it was released
+        meanwhile); raises :class:`RequestError` (the refusal) when still refused at the end. With the
+        policies ``stop`` and ``off`` the check passes at once (the daemon makes the fence): the
+        release is waited for first, the takeover comes after ``handover_wait`` only."""
+        other, started = vol.attached_to, time.monotonic()
+        last = {}
+
+        def fence_holds(current):
+            if self.cfg.fencing != 'shutoff':
+                return False
+            try:
+                backend.check(current, 'attach')        # reads only: refused -> nothing changed
+            except Refused as exc:
+                last['refused'] = exc
+                return False
+            last.pop('refused', None)
+            return True
+        vol = self._await_release(name, backend, vol, fence_holds)
+        waited = time.monotonic() - started
+        if vol is None:
+            return None, None
+        if not _elsewhere(vol):
+            self.logger('Mount name=%s: %s released it after %.1fs (handover: plain attach)' % (name, other, waited))
+            return vol, 'released by %s after %.1fs' % (other, waited)
+        refused = last.get('refused')
+        if self.cfg.fencing != 'shutoff':
+            try:
+                backend.check(vol, 'attach')
+            except Refused as exc:
+                refused = exc
+        if refused is not None:
+            raise RequestError(self._refusal(name, refused, waited if self.cfg.handover_wait > 0 else None))
+        return vol, None
+
     def _mark_takeover(self, name, rec, server):
         """Remember (fsync'd) that ``name`` was taken over and not yet checked, or forget it."""
         with self.store.mutex:
@@ -460,7 +601,7 @@ class VolumeDriver(object):
             self.store.volumes[name] = rec
         self.store.save()
 
-    def _refusal(self, name, exc):
+    def _refusal(self, name, exc, waited=None):
         policy = self.cfg.fencing
         if self.cfg.backend_params.get('force_detach') is False:
             how = ('force_detach: false in pv_plugin_backend_params: a volume attached to another server '
@@ -474,7 +615,8 @@ class VolumeDriver(object):
                    'through the cloud API; stop it by hand')
         else:
             how = 'policy %s (pv_plugin_fencing)' % policy
-        return 'Mount of %s refused: %s [fencing %s]' % (name, self.cfg.scrub(exc), how)
+        when = '' if waited is None else ' after waiting %.0fs for its release (handover_wait)' % waited
+        return 'Mount of %s refused%s: %s [fencing %s]' % (name, when, self.cfg.scrub(exc), how)
 
     def unmount(self, body):
         name = self.check_name(body)
@@ -489,12 +631,27 @@ class VolumeDriver(object):
                 if any((name, r) in self.unverified for r in refs):
                     self.wake.set()      # let the verifier check them against Docker
                 return protocol.ok(), 'refs=%d%s' % (len(refs), '' if known else ' (unknown ID)')
-            grace = self.cfg.unmount_grace
+            grace, why = self.release_delay()
+            if why:
+                # answered at once, released in the background right away (Mount: see the timers)
+                self.timers.schedule(name, 0, self._release_later)
+                return protocol.ok(), 'refs=0 release now (%s)' % why
             if grace > 0:
                 self.timers.schedule(name, grace, self._release_later)
                 return protocol.ok(), 'refs=0 release in %gs' % grace
             note = self._teardown(name)
             return protocol.ok(), 'refs=0 %s' % note
+
+    def release_delay(self):
+        """(seconds, why) between the last Unmount and the release. ``why`` set: release at once in
+        the background (``unmount_grace: auto`` on an active Swarm node, ``global`` backend);
+        else ``unmount_grace`` seconds (0: inside the Unmount), :data:`AUTO_GRACE` for ``auto``."""
+        grace = self.cfg.unmount_grace
+        if grace != 'auto':
+            return grace, None
+        if self.scope == 'global' and self.swarm.active():
+            return 0, 'swarm'
+        return AUTO_GRACE, None
 
     def _release_later(self, name):
         """The deferred part of the last Unmount: unmount and detach unless a Mount came."""
@@ -754,6 +911,11 @@ def _rec_value(rec, key):
     if key in rec:
         return rec[key]
     return (rec.get('backend_options') or {}).get(key)
+
+
+def _elsewhere(vol):
+    """Attached to another server/VM (not only to this host)."""
+    return bool(vol.attached_to) and not vol.attached_here
 
 
 def _valid_name(name):
