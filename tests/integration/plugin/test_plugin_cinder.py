@@ -64,7 +64,8 @@ def cinder_plugin(engine, openstack_cloud, hypervisor, os_cleanup):
     driver = 'pvtc-' + secrets.token_hex(3)
     params = {'cloud': openstack_cloud['cloud'], 'clouds_yaml': openstack_cloud['clouds_yaml'],
               'server': 'pv-docker-host', 'timeout': 120}
-    with direct_daemon(engine, driver, {'backend': 'cinder', 'backend_params': params,
+    # handover_wait 2 s (default 20): the refused run below waits that long for a release first
+    with direct_daemon(engine, driver, {'backend': 'cinder', 'backend_params': params, 'handover_wait': 2,
                                         'defaults': {'size': '1GiB'}, 'timeout': 120}) as daemon:
         yield daemon
 

@@ -32,10 +32,12 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import re
 import secrets
 import shutil
 import subprocess
 import tempfile
+import time
 
 import pytest
 
@@ -119,7 +121,7 @@ def cinder_config(openstack_cloud, policy):
     params = {'cloud': openstack_cloud['cloud'], 'clouds_yaml': openstack_cloud['clouds_yaml'],
               'server': 'pv-docker-host', 'timeout': 120}
     return {'backend': 'cinder', 'backend_params': params, 'defaults': {'size': '1GiB'}, 'timeout': 120,
-            'fencing': policy, 'unmount_grace': 0}
+            'fencing': policy, 'unmount_grace': 0, 'handover_wait': HANDOVER_WAIT}
 
 
 def call(plugin, endpoint, body, ok=True):
@@ -132,6 +134,10 @@ def call(plugin, endpoint, body, ok=True):
 
 pytestmark = [pytest.mark.plugin]
 
+# a Mount of a volume attached elsewhere waits this long for a release before it refuses (or, with
+# policy stop, before it stops the other server); role default 20 s
+HANDOVER_WAIT = 3
+
 
 @pytest.mark.cinder
 def test_dead_node_shutoff_policy(engine, conn, openstack_cloud, hypervisor, os_cleanup, docker_host, uid):
@@ -143,8 +149,12 @@ def test_dead_node_shutoff_policy(engine, conn, openstack_cloud, hypervisor, os_
         proof = dead_guest(conn, dead, vol.id, b'fsynced before the node died ' + secrets.token_hex(8).encode())
 
         # the dead node's server still ACTIVE: refused, nothing changed
+        t0 = time.monotonic()
         answer = call(plugin, 'VolumeDriver.Mount', {'Name': name, 'ID': 'task1'}, ok=False)
+        waited = time.monotonic() - t0
         err = answer['Err']
+        assert waited >= HANDOVER_WAIT and re.search(r'refused after waiting \d+s for its release \(handover_wait\)',
+                                                     err), (waited, err)
         print('\nMount while %s is ACTIVE -> Err: %s' % (dead.name, err))
         assert dead.name in err and dead.id in err and 'ACTIVE' in err and 'policy shutoff' in err, err
         assert 'pv_plugin_fencing: stop' in err, err
