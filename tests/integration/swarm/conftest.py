@@ -131,6 +131,7 @@ class SwarmPlugins(object):
         self.volumes = []                  # (driver, name, host that has it)
         self.uid = 'pvs-%s' % os.urandom(3).hex()
         self.role_result = self.role_seconds = self.swarm_seconds = None
+        self.revive_steps = {}
         self.runner = self.inventory = self.loop_host = None
         self._playbook_args = None
 

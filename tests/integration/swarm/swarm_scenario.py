@@ -52,6 +52,7 @@ class Guests(object):
     def __init__(self, lab, hv, lv, conn):
         """``lv`` None: the hosts are Nova servers only (bench/swarm)."""
         self.lab, self.hv, self.lv, self.conn = lab, hv, lv, conn
+        self.steps = {}
 
     def down(self):
         return sorted(set(self.hv.down) | set(self.lv.down if self.lv else ()))
@@ -67,26 +68,33 @@ class Guests(object):
     def reboot(self, host):
         """The host boots again (server ACTIVE, VM poweredOn, the same container started), then
         what its boot does after dockerd: the relay of the machine's endpoints, the plugin
-        daemons the role installed (``pv-plugin-ctl start``) made known to dockerd."""
+        daemons the role installed (``pv-plugin-ctl start``, in parallel as a boot starts its
+        services) made known to dockerd. ``steps``: the seconds of each part, for the report."""
+        steps, t0 = {}, time.monotonic()
         if self.lv is None:
             self.hv.guest_rebooted(host, self.conn)
         else:
             server = self.conn.compute.get_server(self.hv.servers[host])
             if server.status == 'SHUTOFF':
                 self.conn.compute.start_server(server)
-                self.conn.compute.wait_for_server(server, status='ACTIVE', wait=120, interval=0.3)
+                self.conn.compute.wait_for_server(server, status='ACTIVE', wait=120, interval=0.2)
+            steps['nova start'] = time.monotonic() - t0
             self.lv.guest_rebooted(host)            # VM on, container started, lab-init READY
             self.hv.down.discard(host)
+        steps['boot'] = time.monotonic() - t0 - sum(steps.values())
         self.lab.forward_into(host)
-        drivers = self.lab.exec(host, ['sh', '-c', 'ls /opt/persistent-volumes']).stdout.split()
-        drivers = [d for d in drivers if self.lab.exec(host, ['test', '-x', CTL % d], check=False).returncode == 0]
+        # every installed plugin started at once, then dockerd asked for each driver's volumes (activation)
+        out = self.lab.exec(host, ['sh', '-c', 'for c in %s; do [ -x "$c" ] && "$c" start & done; wait; '
+                                   'ls /opt/persistent-volumes' % (CTL % '*')]).stdout.split()
+        drivers = [d for d in out if self.lab.exec(host, ['test', '-x', CTL % d], check=False).returncode == 0]
         assert drivers, 'no plugin daemon installed on %s' % host
         for driver in drivers:
-            self.lab.exec(host, [CTL % driver, 'start'])
             self.lab.exec(host, ['docker', 'volume', 'ls', '-q', '--filter', 'driver=' + driver])
         listed = json.loads(self.lab.exec(host, ['docker', 'info', '-f', '{{json .Plugins.Volume}}']).stdout)
         missing = [d for d in drivers if d not in listed]
         assert not missing, 'dockerd of %s does not list %s after the boot: %s' % (host, missing, listed)
+        steps['plugins'] = time.monotonic() - t0 - sum(steps.values())
+        self.steps = steps
 
 
 def rejoin(swarm, host, timeout=60):
@@ -104,7 +112,9 @@ def revive(sp, host):
     """``host`` comes back (a reboot) and rejoins the Swarm; returns the seconds it took."""
     t0 = time.monotonic()
     sp.guests.reboot(host)
+    t1 = time.monotonic()
     rejoin(sp.swarm, host)
+    sp.revive_steps = dict(sp.guests.steps, rejoin=time.monotonic() - t1)
     return time.monotonic() - t0
 
 
@@ -343,7 +353,7 @@ def node_deaths(sp, side, reps=5):
         assert svc.holders() == [side.holder(new)]
         out.append({'from': node, 'to': new, 'path': 'refused, then fenced' if refuse else 'fenced while waiting',
                     'answer': t_answer - t_kill, 'fenced': t_fenced - t_kill, 'running': t_running - t_kill,
-                    'after_fence': t_running - t_fenced, 'revive': took_back,
+                    'after_fence': t_running - t_fenced, 'revive': took_back, 'steps': sp.revive_steps,
                     'error': errors[0] if errors else ''})
         node = new
     assert svc.read(node) == svc.written            # once more, after the last revive
@@ -354,8 +364,9 @@ def node_deaths(sp, side, reps=5):
 def print_deaths(label, reps):
     for r in reps:
         print('  %s %s died -> %s (%s): answer/fence at %.1f s, task running %.1f s after the kill '
-              '(%.1f s after the fence); revive + rejoin %.1f s'
-              % (label, r['from'], r['to'], r['path'], r['fenced'], r['running'], r['after_fence'], r['revive']))
+              '(%.1f s after the fence); revive + rejoin %.1f s (%s)'
+              % (label, r['from'], r['to'], r['path'], r['fenced'], r['running'], r['after_fence'], r['revive'],
+                 ', '.join('%s %.1f' % kv for kv in r['steps'].items())))
     errors = [r['error'] for r in reps if r['error']]
     if errors:
         print('  the rejected task\'s error: %s' % errors[0])
