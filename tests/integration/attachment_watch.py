@@ -48,8 +48,8 @@ class AttachmentWatch(object):
 
     def only(self):
         """The sequence seen for the one key watched."""
-        (seq,) = self.seen.values()
-        return seq
+        assert len(self.seen) == 1, sorted(self.seen)
+        return list(self.seen.values())[0]
 
     def _run(self):
         with self.reader as read:

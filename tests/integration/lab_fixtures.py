@@ -112,7 +112,8 @@ def lab_vms(lab, lab_vclient):
 
 @pytest.fixture(scope='session')
 def lab_vsphere(lab, lab_vms, vcsim):
-    import lab_vsphere as _lv_mod  # pylint: disable=import-error  (tests/harness/vcsim; needs pyVmomi)
+    # tests/harness/vcsim (needs pyVmomi: imported here, when used)
+    import lab_vsphere as _lv_mod  # pylint: disable=import-error
     lv = _lv_mod.LabVSphere(lab, {'host': vcsim['hostname'], 'port': vcsim['port'], 'user': vcsim['username'],
                                   'pwd': vcsim['password']},
                             dict((h, vm._moId) for h, vm in lab_vms.items())).start()

@@ -54,4 +54,5 @@ def test_node_death_stop_policy(swarm_plugins):
     sp = swarm_plugins
     took, revive = scenario.stop_policy(sp, scenario.CinderSide(sp))
     print('policy stop, cinder: node killed -> task running elsewhere with the volume in %.1f s (server '
-          'stopped by the plugin through Nova); revive + rejoin %.1f s' % (took, revive))
+          'stopped by the plugin through Nova); revive + rejoin %.1f s (%s)'
+          % (took, revive, ', '.join('%s %.1f' % kv for kv in sp.revive_steps.items())))

@@ -67,4 +67,5 @@ def test_node_death_stop_policy_vsphere(swarm_plugins):
     sp = swarm_plugins
     took, revive = scenario.stop_policy(sp, scenario.VSphereSide(sp))
     print('policy stop, vsphere: node killed -> task running elsewhere with the disk in %.1f s (VM powered off '
-          'by the plugin through the API); revive + rejoin %.1f s' % (took, revive))
+          'by the plugin through the API); revive + rejoin %.1f s (%s)'
+          % (took, revive, ', '.join('%s %.1f' % kv for kv in sp.revive_steps.items())))
