@@ -14,8 +14,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
 import traceback
 
+from .. import connpool
 from ..common import AGAIN, Conflict, NotFound, PVError, Unavailable, poll
 from . import discovery
 
@@ -103,8 +105,41 @@ def enable_sdk_logging(path=None, level=None):
     openstack.enable_logging(debug=debug, http_debug=debug, path=path)
 
 
+def connect_kwargs(params):
+    """The ``openstack.connect`` keyword arguments of the module/backend ``params``."""
+    kwargs = {}
+    for opt, kwarg in AUTH_OPTIONS.items():
+        value = params.get(opt)
+        if value is not None:
+            kwargs[kwarg] = value
+    if isinstance(kwargs.get('cloud'), dict):
+        # a whole cloud config given inline (as openstack.cloud allows)
+        inline = kwargs.pop('cloud')
+        for key, value in inline.items():
+            kwargs.setdefault(key, value)
+    return kwargs
+
+
+def pool_key(kwargs, environ=None):
+    """The pool key of a connection: its ``openstack.connect`` arguments and the ``OS_*``
+    environment (clouds.yaml path, env auth). Holds secrets: never log it."""
+    environ = os.environ if environ is None else environ
+    env = dict((k, v) for k, v in environ.items() if k.startswith('OS_'))
+    return ('openstack', connpool.freeze(kwargs), connpool.freeze(env))
+
+
+def _close_conn(conn):
+    conn.close()
+
+
 class Client(object):
-    """One connection (made lazily), the calls, and this host's Nova server."""
+    """One connection (made lazily), the calls, and this host's Nova server.
+
+    With the connection pool on (the plugin daemon, see :mod:`..connpool`), the SDK connection
+    is taken from the pool and :meth:`close` gives it back, unless a call of this run failed
+    with an unexpected error (then it is closed for real). Only the SDK connection is pooled:
+    this object's caches (``_server``) are per run.
+    """
 
     def __init__(self, params=None, conn=None):
         p = self.params = dict(params or {})
@@ -114,6 +149,8 @@ class Client(object):
         self.retry_timeout = float(p.get('retry_timeout') if p.get('retry_timeout') is not None else 60)
         self.wait = p.get('wait', True) is not False
         self._conn = conn
+        self._pool_key = None      # set when the connection is ours to give back to the pool
+        self._tainted = False      # an unexpected error: do not give the connection back
         self._server = None
         self.warnings = []
 
@@ -121,30 +158,30 @@ class Client(object):
     @property
     def conn(self):
         if self._conn is None:
-            kwargs = {}
-            for opt, kwarg in AUTH_OPTIONS.items():
-                value = self.params.get(opt)
-                if value is not None:
-                    kwargs[kwarg] = value
-            if isinstance(kwargs.get('cloud'), dict):
-                # a whole cloud config given inline (as openstack.cloud allows)
-                inline = kwargs.pop('cloud')
-                for key, value in inline.items():
-                    kwargs.setdefault(key, value)
+            kwargs = connect_kwargs(self.params)
             enable_sdk_logging(self.params.get('sdk_log_path'), self.params.get('sdk_log_level'))
-            try:
-                self._conn = openstack.connect(**kwargs)
-            except Exception as exc:  # pylint: disable=broad-except
-                raise PVError('cannot configure the OpenStack connection: %s' % describe_error(exc))
+            key = pool_key(kwargs) if connpool.enabled() else None
+            conn = connpool.POOL.take(key) if key is not None else None
+            if conn is None:
+                try:
+                    conn = openstack.connect(**kwargs)
+                except Exception as exc:  # pylint: disable=broad-except
+                    raise PVError('cannot configure the OpenStack connection: %s' % describe_error(exc))
+            self._conn, self._pool_key, self._tainted = conn, key, False
         return self._conn
 
     def close(self):
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except Exception:  # pylint: disable=broad-except
-                pass
-            self._conn = None
+        conn, key = self._conn, self._pool_key
+        self._conn = self._pool_key = None
+        if conn is None:
+            return
+        if key is not None and not self._tainted:
+            connpool.POOL.give(key, conn, _close_conn)
+            return
+        try:
+            conn.close()
+        except Exception:  # pylint: disable=broad-except
+            pass
 
     # -- calls -----------------------------------------------------------------
     def attempt(self, what, func, *args, **kwargs):
@@ -152,7 +189,10 @@ class Client(object):
         try:
             return func(*args, **kwargs)
         except Exception as exc:  # pylint: disable=broad-except
-            raise translate(exc, what)
+            err = translate(exc, what)
+            if not isinstance(exc, PVError) and not isinstance(err, (NotFound, Conflict)):
+                self._tainted = True   # not an expected answer: no reuse of this connection
+            raise err
 
     def call(self, what, func, *args, **kwargs):
         """An API call; :class:`Unavailable` answers are retried with backoff for ``retry_timeout``."""
@@ -198,8 +238,27 @@ class Client(object):
                     raise NotFound('cannot tell which Nova server this host is: set the server option '
                                    '(name or id); no config drive (%s) or metadata service (%s) answered'
                                    % (config_drive or 'none', metadata_url or 'none'))
-            self._server = self.find_server(ref)
+            self._server = self._find_this_server(ref)
         return self._server
+
+    def _find_this_server(self, ref):
+        """With the pool on, the id found for ``ref`` is remembered: later runs do one GET by id
+        (and search again when that server is gone or no longer answers to ``ref``)."""
+        fact = None
+        if connpool.enabled():
+            self.conn  # pylint: disable=pointless-statement
+            if self._pool_key is not None:
+                fact = ('openstack-server', self._pool_key, ref)
+        known = connpool.POOL.recall(fact) if fact is not None else None
+        if known:
+            server = self.get_server(known)
+            if server is not None and ref in (server.id, getattr(server, 'name', None)):
+                return server
+            connpool.POOL.forget(fact)
+        server = self.find_server(ref)
+        if fact is not None:
+            connpool.POOL.remember(fact, server.id)
+        return server
 
     def server_id_or_none(self):
         """This host's server id when it can be known (without failing), else None."""

@@ -13,7 +13,8 @@ Rule: process only. It loads the configuration (:mod:`.config`), builds the driv
 (:mod:`.driver`: what each call does), checks references against Docker, listens
 (:mod:`.server`: HTTP over ``/run/docker/plugins/<driver>.sock``, dispatch from the
 :mod:`.protocol` table), runs the background reference check, and on SIGTERM/SIGINT
-stops listening, runs the pending releases and removes socket and pidfile. One log
+stops listening, runs the pending releases, closes the idle cloud connections (kept between
+calls by :mod:`..connpool`, switched on here) and removes socket and pidfile. One log
 line per operation goes to stderr (journald under systemd); credentials from the
 configuration are never logged or returned.
 """
@@ -29,6 +30,7 @@ import sys
 import threading
 import time
 
+from .. import connpool
 from ..common import PVError, atomic_write
 from .config import PluginConfig
 from .driver import VolumeDriver
@@ -72,12 +74,16 @@ def main(argv=None):
         return 0
     if config.mode is not None and config.mode & 0o077:
         log_line('warning: %s is readable by others (mode %04o); it should be 0600' % (args.config, config.mode))
+    # the daemon keeps idle cloud connections between calls (modules never do: off by default)
+    connpool.enable(connpool.IDLE_SECONDS)
     driver = VolumeDriver(config, logger=log_line)
     try:
         driver.start()
         server = bind(config.socket, driver, log_line)
     except PVError as exc:
         log_line('cannot start: %s' % exc)
+        driver.close()
+        connpool.disable()
         return 1
     stop = threading.Event()
 
@@ -107,6 +113,7 @@ def main(argv=None):
         server.server_close()
         driver.flush()
         driver.close()
+        connpool.disable()        # close the idle cloud connections
         for path in (config.socket, args.pidfile):
             if path:
                 try:

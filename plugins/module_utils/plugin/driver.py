@@ -682,7 +682,8 @@ class VolumeDriver(object):
                     self.logger('Release name=%s err %s (shutdown)' % (name, self.cfg.scrub(exc)))
 
     def close(self):
-        """Close the listing's engine (at shutdown, after :meth:`flush`)."""
+        """Close the listing's engine (at shutdown, after :meth:`flush`; its cloud connection goes
+        back to the pool, which the daemon closes next)."""
         engine, self._list_engine = self._list_engine, None
         if engine is not None:
             _close(engine)

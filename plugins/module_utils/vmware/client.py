@@ -31,6 +31,7 @@ except ImportError:  # pragma: no cover - Python 2
     from httplib import HTTPSConnection, HTTPException  # pylint: disable=import-error
     from urllib import quote  # pylint: disable=no-name-in-module
 
+from .. import connpool
 from ..common import AGAIN, PVError, TimedOut, poll
 from .spec import DEFAULT_PORT, ENV
 
@@ -125,8 +126,24 @@ class TaskError(PVError):
         super(TaskError, self).__init__('%s failed: %s' % (what, fault_text(fault)))
 
 
+def pool_key(conn):
+    """The pool key of a vSphere login (hostname, port, username, password, validate_certs):
+    holds the password, never log it."""
+    return ('vsphere', connpool.freeze(conn))
+
+
+def _disconnect(si):
+    Disconnect(si)
+
+
 class VSphere(object):
-    """One connection to vCenter/ESXi."""
+    """One connection to vCenter/ESXi.
+
+    With the connection pool on (the plugin daemon, see :mod:`..connpool`), the pyVmomi
+    ServiceInstance is taken from the pool when its session is still valid and :meth:`close`
+    gives it back (unless the connection failed during the run). Only the ServiceInstance is
+    pooled: this object's caches (datacenters, content) are per run.
+    """
 
     def __init__(self, params, task_timeout=3600):
         if not HAS_PYVMOMI:
@@ -137,11 +154,33 @@ class VSphere(object):
         self.si = None
         self.content = None
         self._dc_cache = {}
+        self._pool_key = None      # set when ``si`` is ours to give back to the pool
+        self.broken = False        # the connection failed: do not give it back
 
     # -- connection --------------------------------------------------------
     def connect(self):
         if self.si is not None:
             return self
+        if connpool.enabled():
+            key = pool_key(self.conn)
+            fresh = []
+
+            def alive(si):
+                content = si.RetrieveContent()
+                if content.sessionManager.currentSession is None:
+                    return False
+                fresh.append(content)
+                return True
+            si = connpool.POOL.take(key, valid=alive)
+            if si is not None:
+                self.si, self.content, self._pool_key, self.broken = si, fresh[-1], key, False
+                return self
+            self._login()
+            self._pool_key = key
+            return self
+        return self._login()
+
+    def _login(self):
         c = self.conn
         where = '%s:%s' % (c['hostname'], c['port'])
         kwargs = {'disableSslCertValidation': True}
@@ -164,15 +203,22 @@ class VSphere(object):
         except vmodl.MethodFault as exc:
             raise PVError('connecting to vSphere at %s failed: %s' % (where, fault_text(exc)))
         self.content = self.si.RetrieveContent()
+        self.broken = False
         return self
 
     def close(self):
-        if self.si is not None:
-            try:
-                Disconnect(self.si)
-            except Exception:  # pylint: disable=broad-except
-                pass
-            self.si = None
+        si, key = self.si, self._pool_key
+        self.si = self.content = self._pool_key = None
+        self._dc_cache = {}
+        if si is None:
+            return
+        if key is not None and not self.broken:
+            connpool.POOL.give(key, si, _disconnect)
+            return
+        try:
+            Disconnect(si)
+        except Exception:  # pylint: disable=broad-except
+            pass
 
     @property
     def api_version(self):
@@ -193,7 +239,12 @@ class VSphere(object):
             objectSet=[pc.ObjectSpec(obj=o) for o in objs],
             propSet=[pc.PropertySpec(type=obj_type, pathSet=list(paths))])
         out = {}
-        for oc in self.content.propertyCollector.RetrieveContents([spec]):
+        try:
+            contents = self.content.propertyCollector.RetrieveContents([spec])
+        except (HTTPException, socket.error, OSError):
+            self.broken = True
+            raise
+        for oc in contents:
             out[oc.obj._moId] = dict((p.name, p.val) for p in (oc.propSet or []))
         return out
 
@@ -242,6 +293,9 @@ class VSphere(object):
             if is_method_not_found(exc):
                 raise
             raise TaskError(what, exc)
+        except (HTTPException, socket.error, OSError):
+            self.broken = True
+            raise
         return self.wait(task, what)
 
     # -- inventory -----------------------------------------------------------
