@@ -213,14 +213,28 @@ class SwarmBench(object):
                 if proc.returncode != 0 and 'no such volume' not in proc.stderr.lower():
                     log('docker volume rm %s on %s: %s' % (name, h, proc.stderr.strip()))
 
+    def plugin_log(self, host):
+        return self.lab.exec(host, ['cat', '/var/log/persistent-volumes/%s.log' % CINDER], check=False).stdout
+
+    def calls(self, what, marks, name):
+        """Where the time goes: the plugin's log lines of ``name`` since ``marks`` (per host), with
+        each call's ms, kept for the report."""
+        for host in sorted(marks):
+            for line in self.plugin_log(host)[marks[host]:].splitlines():
+                if 'name=%s' % name in line and ('ms)' in line or 'taking over' in line) and ' Get ' not in line:
+                    self.notes.append('%s %s: %s' % (what, host, line.split(' ', 1)[-1]))
+
     def drain(self, contender, rep):
         name, node = self.service(contender, 'drain%d' % rep)
+        marks = dict((h, len(self.plugin_log(h))) for h in self.workers)
         t0 = time.monotonic()
         self.swarm.availability(node, 'drain')
         self.swarm.wait_running(name, not_on=node)
         self.record(('drain', contender), time.monotonic() - t0)
         self.swarm.availability(node, 'active')
         self.remove(name)
+        if contender == 'cinder':
+            self.calls('drain %d' % (rep + 1), marks, name)
 
     def failover(self, contender, rep):
         name, node = self.service(contender, 'kill%d' % rep)
@@ -235,6 +249,8 @@ class SwarmBench(object):
         self.record(('fencing_wait', contender), fenced)
         tail = self.lab.exec(survivor, ['cat', '/var/log/persistent-volumes/%s.log' % CINDER]).stdout[mark:]
         self.record(('refused', contender), float(tail.count('Mount of %s refused' % name)))
+        if contender == 'cinder':
+            self.calls('failover %d' % (rep + 1), {survivor: mark}, name)
         self.revive(node)
         self.remove(name)
 
@@ -305,6 +321,10 @@ class SwarmBench(object):
                                             self.results[('sdk', 'detach+attach')])]
         print('  per repetition: %s' % ' '.join('%.2f' % v for v in per))
         print('load average at the end: %s' % ' '.join(open('/proc/loadavg').read().split()[:3]))
+        if self.notes:
+            print('\nwhere the time goes (the plugin\'s log on the workers, each call with its ms):')
+            for note in self.notes:
+                print('  ' + note)
         if self.args.json:
             with open(self.args.json, 'w') as handle:
                 json.dump({'%s/%s' % k: v for k, v in self.results.items()}, handle, indent=1)
