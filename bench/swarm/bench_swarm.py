@@ -151,6 +151,8 @@ class SwarmBench(object):
         playbook = swarm_conftest.plugin_playbook(cinder_fixtures.CLOUDS_YAML, offline.pip_args(), handover_wait=None)
         runner.run(playbook, inventory=inventory, args=['--forks', '3']).assert_ok()
         for host in hosts:
+            scenario.install_boot_hook(self.lab, host)
+        for host in hosts:
             self.start_noop(host)
         self.guests = scenario.Guests(self.lab, self.hv, None, self.conn)
         self.swarm = self.lab.swarm()
@@ -168,7 +170,13 @@ class SwarmBench(object):
     def start_noop(self, host):
         container = lab_mod.CONTAINER_PREFIX + host
         self.lab.docker('cp', os.path.join(HERE, 'noop_plugin.py'), container + ':/usr/local/bin/pv-noop-plugin')
-        self.lab.docker('exec', '-d', container, 'python3', '/usr/local/bin/pv-noop-plugin', '--driver', NOOP)
+        # at boot too, before dockerd (as the role's plugins, see swarm_scenario.install_boot_hook)
+        self.lab.exec(host, ['sh', '-c', 'mkdir -p /etc/pvlab/boot.d && printf "%s" "$1" > /etc/pvlab/boot.d/40-noop '
+                                         '&& chmod 755 /etc/pvlab/boot.d/40-noop', 'sh',
+                             '#!/bin/sh\nsetsid python3 /usr/local/bin/pv-noop-plugin --driver %s '
+                             '</dev/null >/dev/null 2>&1 &\n' % NOOP])
+        if self.lab.exec(host, ['test', '-S', '/run/docker/plugins/%s.sock' % NOOP], check=False).returncode != 0:
+            self.lab.docker('exec', '-d', container, 'python3', '/usr/local/bin/pv-noop-plugin', '--driver', NOOP)
         scenario.wait_for('noop plugin socket in %s' % host, lambda: self.lab.exec(
             host, ['test', '-S', '/run/docker/plugins/%s.sock' % NOOP], check=False).returncode == 0, 20, 0.05)
         self.lab.exec(host, ['docker', 'volume', 'ls', '-q', '--filter', 'driver=' + NOOP])

@@ -132,6 +132,7 @@ class SwarmPlugins(object):
         self.uid = 'pvs-%s' % os.urandom(3).hex()
         self.role_result = self.role_seconds = self.swarm_seconds = None
         self.revive_steps = {}
+        self.fencing = {}                  # driver -> policy its plugins run with (default shutoff)
         self.runner = self.inventory = self.loop_host = None
         self._playbook_args = None
 
@@ -157,6 +158,16 @@ class SwarmPlugins(object):
         (play,) = [p for p in self.playbook({driver: role_vars}) if p['name'].startswith('Volume plugin %s ' % driver)]
         self.runner.run([dict(play, pre_tasks=[])], inventory=self.inventory,
                         args=['--forks', '3', '--limit', ','.join(hosts)]).assert_ok()
+
+    def use_policy(self, driver, policy):
+        """The fencing policy ``driver``'s plugin has on the workers: the role applied again only
+        when it changes (the stop-policy tests set ``stop``; the next test that needs ``shutoff``,
+        the role's default, sets it back)."""
+        if self.fencing.get(driver, 'shutoff') != policy:
+            workers = [h for h in self.hosts if h != self.swarm.manager]
+            self.fencing[driver] = None         # unknown until the role run succeeded
+            self.apply_role(driver, workers, {} if policy == 'shutoff' else {'pv_plugin_fencing': policy})
+            self.fencing[driver] = policy
 
     def cleanup(self):
         errors = []
@@ -200,6 +211,8 @@ def swarm_plugins(lab, lab_servers, lab_hypervisor, conn, openstack_cloud, vcsim
         sp.role_result = sp.runner.run(sp.playbook(), inventory=sp.inventory, args=['--forks', '3'])
         sp.role_seconds = time.monotonic() - t0
         sp.role_result.assert_ok()
+        for host in sp.hosts:
+            swarm_scenario.install_boot_hook(lab, host)
         # what each node's dockerd lists right after the role, before any Swarm exists
         sp.drivers_after_role = dict((h, sp.volume_drivers(h)) for h in sp.hosts)
         t0 = time.monotonic()

@@ -30,20 +30,30 @@ import json
 import time
 
 from attachment_watch import AttachmentWatch, cinder_reader, vsphere_reader  # pylint: disable=import-error
+import pv_plugin_helpers  # pylint: disable=import-error
 
 HEARTBEAT = '2s'
 CTL = '/opt/persistent-volumes/%s/bin/pv-plugin-ctl'
 
 
 def wait_for(what, predicate, timeout, interval=0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError('%s: not after %d s' % (what, timeout))
-        time.sleep(interval)
+    return pv_plugin_helpers.wait_for(predicate, timeout, interval, what)
+
+
+BOOT_HOOK = """#!/bin/sh
+# the volume plugins the role installed (pidfile mode: no init system here) started before dockerd,
+# as their systemd units' Before=docker.service does: dockerd looks up the plugins of the volumes it
+# knows when it starts, and waits ~30 s for each one that is not there
+for c in %s; do [ -x "$c" ] && "$c" start & done
+wait
+""" % (CTL % '*')
+
+
+def install_boot_hook(lab, host):
+    """What the admin of a pidfile-mode host does: the plugin daemons start at boot, before dockerd
+    (tests/harness/lab/host/lab-init runs /etc/pvlab/boot.d/* then)."""
+    lab.exec(host, ['sh', '-c', 'mkdir -p /etc/pvlab/boot.d && printf "%s" "$1" > /etc/pvlab/boot.d/50-pv-plugins && '
+                                'chmod 755 /etc/pvlab/boot.d/50-pv-plugins', 'sh', BOOT_HOOK])
 
 
 class Guests(object):
@@ -83,7 +93,8 @@ class Guests(object):
             self.hv.down.discard(host)
         steps['boot'] = time.monotonic() - t0 - sum(steps.values())
         self.lab.forward_into(host)
-        # every installed plugin started at once, then dockerd asked for each driver's volumes (activation)
+        # every installed plugin running (the boot hook started them before dockerd; started here
+        # when a host has none), then dockerd asked for each driver's volumes (activation)
         out = self.lab.exec(host, ['sh', '-c', 'for c in %s; do [ -x "$c" ] && "$c" start & done; wait; '
                                    'ls /opt/persistent-volumes' % (CTL % '*')]).stdout.split()
         drivers = [d for d in out if self.lab.exec(host, ['test', '-x', CTL % d], check=False).returncode == 0]
@@ -246,6 +257,7 @@ class Service(object):
 
 def drain_moves(sp, side, moves=5):
     """``moves`` drains back and forth; returns [(from, to, seconds)]."""
+    sp.use_policy(side.driver, 'shutoff')
     svc = Service(sp, side, 'drain')
     node = svc.start()
     done = []
@@ -300,6 +312,7 @@ def node_deaths(sp, side, reps=5):
 
     The service is pinned to the workers: a Swarm whose only manager dies has no control plane
     left to reschedule anything."""
+    sp.use_policy(side.driver, 'shutoff')
     svc = Service(sp, side, 'death')
     node = svc.start(workers_only=True)
     assert node != sp.swarm.manager
@@ -375,31 +388,27 @@ def print_deaths(label, reps):
 def stop_policy(sp, side):
     """The role re-applied to the workers with ``pv_plugin_fencing: stop``; a worker dies and
     nobody fences it: the new node's plugin fences through the API, takes over, the task moves.
-    The policy is set back to ``shutoff`` at the end."""
-    workers = [h for h in sp.hosts if h != sp.swarm.manager]
-    sp.apply_role(side.driver, workers, {'pv_plugin_fencing': 'stop'})
-    try:
-        svc = Service(sp, side, 'stop')
-        node = svc.start(workers_only=True)
-        svc.write(node, 0)
-        survivor = _other_worker(sp, node)
-        mark = len(sp.plugin_log(survivor, side.driver))
-        with svc.watch() as watch:
-            t_kill = time.monotonic()
-            sp.guests.kill(node)
-            new = sp.swarm.wait_running(svc.service, not_on=node, timeout=120)
-            took = time.monotonic() - t_kill
-            assert new == survivor
-            assert svc.read(new) == svc.written
-            assert side.fenced(node)                    # fenced by the plugin through the API
-            took_back = revive(sp, node)
-            time.sleep(0.5)
-        seq = watch.only()
-        assert watch.max_attached == 1 and seq[-1] == (side.holder(new),), seq
-        log = sp.plugin_log(new, side.driver)[mark:]
-        assert 'taking over %s from %s (fencing policy stop)' % (svc.key, side.takeover_from(node)) in log, log
-        assert not _refusals(sp, side, survivor, svc.volume, mark), log
-        svc.remove()
-    finally:
-        sp.apply_role(side.driver, workers, {})
+    (The next scenario that needs ``shutoff`` sets it back: ``sp.use_policy``.)"""
+    sp.use_policy(side.driver, 'stop')
+    svc = Service(sp, side, 'stop')
+    node = svc.start(workers_only=True)
+    svc.write(node, 0)
+    survivor = _other_worker(sp, node)
+    mark = len(sp.plugin_log(survivor, side.driver))
+    with svc.watch() as watch:
+        t_kill = time.monotonic()
+        sp.guests.kill(node)
+        new = sp.swarm.wait_running(svc.service, not_on=node, timeout=120)
+        took = time.monotonic() - t_kill
+        assert new == survivor
+        assert svc.read(new) == svc.written
+        assert side.fenced(node)                    # fenced by the plugin through the API
+        took_back = revive(sp, node)
+        time.sleep(0.5)
+    seq = watch.only()
+    assert watch.max_attached == 1 and seq[-1] == (side.holder(new),), seq
+    log = sp.plugin_log(new, side.driver)[mark:]
+    assert 'taking over %s from %s (fencing policy stop)' % (svc.key, side.takeover_from(node)) in log, log
+    assert not _refusals(sp, side, survivor, svc.volume, mark), log
+    svc.remove()
     return took, took_back
