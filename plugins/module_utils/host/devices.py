@@ -35,7 +35,7 @@ def block_size(device):
         os.close(fd)
 
 
-def wait_for_device(locators, expected_size=None, timeout=60, interval=0.2, what='volume'):
+def wait_for_device(locators, expected_size=None, timeout=60, interval=0.1, what='volume'):
     """Wait until one of ``locators`` exists; return (link, real_device).
 
     The size of the device must equal ``expected_size`` (bytes) when given:

@@ -303,4 +303,4 @@ class Attachments(object):
         def timed_out():
             raise TimedOut('timed out after %ss waiting for Nova to detach volume(s) %s from server %s'
                            % (self.client.timeout, ', '.join(sorted(left)), server_id))
-        return poll(round_, self.client.timeout, timed_out, interval=0.3)
+        return poll(round_, self.client.timeout, timed_out, interval=0.1, factor=1.5, max_interval=1.0)

@@ -263,9 +263,10 @@ class Volumes(object):
             raise TimedOut('timed out after %ss waiting for Cinder volume(s) %s %s (status: %s)'
                            % (int(timeout), ', '.join(sorted(pending)), what,
                               ', '.join(sorted(set(current[v].status for v in pending if v in current)))))
-        # one list call a second at most: cheap for the API, and a batch of attaches (which
-        # Nova carries out one after the other) is seen finished within a second
-        return poll(round_, timeout, timed_out, interval=0.3, factor=1.5, max_interval=1.0)
+        # the first reads come quickly (an attach or detach often completes within a second), then one
+        # list call a second at most: cheap for the API, and a batch of attaches (which Nova carries
+        # out one after the other) is seen finished within a second
+        return poll(round_, timeout, timed_out, interval=0.1, factor=1.5, max_interval=1.0)
 
     def wait_gone(self, volume_ids):
         """Poll until the volumes no longer exist (after a delete)."""
