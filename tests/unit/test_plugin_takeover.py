@@ -83,6 +83,8 @@ class Cloud(object):
         self.forgets = 0
         self.on_lookup = None            # called with the lookup count (the other node's progress)
         self.gone = False                # deleted on the backend
+        self.on_check = None             # called with the number of calls so far, before a check
+        self.check_reads_live = False    # the check reads the holder afresh (as vsphere's does)
 
 
 class Backend(object):
@@ -105,6 +107,10 @@ class Backend(object):
     def check(self, vol, action):
         self.cloud.calls.append(('check', action))
         c = self.cloud
+        if c.on_check is not None:
+            c.on_check(len(c.calls))
+        if c.check_reads_live and c.attached_to is None:
+            return                       # the check looks at the holder as it is now: nobody
         if vol.attached_to == 'dead' and c.status != 'SHUTOFF' and not (c.policy == 'stop' and c.status == 'ACTIVE'):
             raise Refused('volume %s (vid) is attached to server dead-host (dead) which is %s, not SHUTOFF: '
                           'refusing to force-detach it (fencing)' % (vol.name, c.status))
@@ -369,6 +375,25 @@ def test_handover_released_during_the_wait_is_a_plain_attach(tmp_path, cloud):
     assert 'takeover' not in drv.store.volumes['v1'] and drv.store.refs_of('v1') == ['c1']
     assert not any('taking over' in line or 'takeover' in line for line in drv.lines)
     assert any('dead released it after' in line and 'plain attach' in line for line in drv.lines)
+
+
+def test_handover_released_between_the_read_and_the_check_is_a_plain_attach(tmp_path, cloud):
+    """The other node's detach finishes after the lookup and before the check, which reads the
+    holder afresh and passes: the volume is read once more, and the Mount is an ordinary attach
+    (the lab's vSphere drains hit this: "taking over ... from" a VM that had let go)."""
+    drv = make(tmp_path, cloud, handover_wait=5)
+    cloud.check_reads_live = True
+
+    def release(count):
+        if count >= 2:
+            cloud.attached_to = None
+    cloud.on_check = release
+    answer, note = mount(drv)
+    assert answer['Mountpoint'] == drv.mountpoint('v1')
+    assert note.startswith('released by dead after ') and 'taken over' not in note, note
+    assert not [c for c in cloud.calls if c[0] in ('fsck', 'stop')] and ('attach', 'dead') not in cloud.calls
+    assert not any('taking over' in line for line in drv.lines), drv.lines
+    assert 'takeover' not in drv.store.volumes['v1']
 
 
 def test_handover_fence_holds_during_the_wait_takes_over_in_the_same_mount(tmp_path, cloud):

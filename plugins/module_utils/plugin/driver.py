@@ -465,8 +465,15 @@ class VolumeDriver(object):
                 backend.forget_reads()
                 state['vol'] = backend.lookup([VolumeRequest(name, None)]).get(name)
             current = state['vol']
-            if current is None or not _elsewhere(current) or (settled is not None and settled(current)):
+            if current is None or not _elsewhere(current):
                 return current
+            if settled is not None and settled(current):
+                # the check passed: the fence holds, or the other node let go after this read (the
+                # check reads the holder again): one more fresh read, so that a release is an
+                # ordinary attach, never labelled (and checked) as a takeover
+                backend.forget_reads()
+                state['vol'] = backend.lookup([VolumeRequest(name, None)]).get(name)
+                return state['vol']
             return AGAIN
         interval, factor, most = HANDOVER_POLL
         return poll(attempt, self.cfg.handover_wait, lambda: state['vol'],
