@@ -458,22 +458,20 @@ class VolumeDriver(object):
         Returns the last read (None: gone)."""
         state = {'vol': vol, 'first': True}
 
+        def fresh():
+            backend.forget_reads()
+            state['vol'] = backend.lookup([VolumeRequest(name, None)]).get(name)
+            return state['vol']
+
         def attempt():
-            if state['first']:
-                state['first'] = False
-            else:
-                backend.forget_reads()
-                state['vol'] = backend.lookup([VolumeRequest(name, None)]).get(name)
-            current = state['vol']
+            current = state['vol'] if state.pop('first', False) else fresh()
             if current is None or not _elsewhere(current):
                 return current
             if settled is not None and settled(current):
                 # the check passed: the fence holds, or the other node let go after this read (the
                 # check reads the holder again): one more fresh read, so that a release is an
                 # ordinary attach, never labelled (and checked) as a takeover
-                backend.forget_reads()
-                state['vol'] = backend.lookup([VolumeRequest(name, None)]).get(name)
-                return state['vol']
+                return fresh()
             return AGAIN
         interval, factor, most = HANDOVER_POLL
         return poll(attempt, self.cfg.handover_wait, lambda: state['vol'],
